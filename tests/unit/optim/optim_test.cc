@@ -1,0 +1,380 @@
+// Tests for madam::optim: golden trajectories from the committed generator
+// (golden/make_golden.py), the paper's invariants, per-group options,
+// save/load continuation, training a small model, and bad options.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "detail/kernels.h"
+#include "madam/optim/integer_madam.h"
+#include "madam/optim/madam.h"
+
+namespace madam::optim {
+namespace {
+
+using nlohmann::json;
+
+const json& Golden() {
+  static const json golden = [] {
+    std::ifstream in(MADAM_OPTIM_GOLDEN);
+    EXPECT_TRUE(in) << "cannot open " << MADAM_OPTIM_GOLDEN;
+    return json::parse(in);
+  }();
+  return golden;
+}
+
+torch::Tensor FromJson(const json& values) {
+  std::vector<float> v = values.get<std::vector<float>>();
+  return torch::tensor(v, torch::kFloat);
+}
+
+// A parameter laid out either contiguously (the fused kernel runs) or as a
+// strided view (the eager tensor-op path runs).
+torch::Tensor MakeParam(const torch::Tensor& init, bool strided) {
+  if (!strided) return init.clone().requires_grad_();
+  auto base = torch::zeros({init.numel() * 2});
+  auto view = base.slice(0, 0, init.numel() * 2, 2);
+  view.copy_(init);
+  auto p = view.detach().requires_grad_();
+  EXPECT_FALSE(p.is_contiguous());
+  return p;
+}
+
+void ExpectClose(const torch::Tensor& actual, const torch::Tensor& expected,
+                 const std::string& where) {
+  auto a = actual.detach().contiguous();
+  auto e = expected.contiguous();
+  ASSERT_EQ(a.numel(), e.numel());
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const float x = a[i].item<float>(), y = e[i].item<float>();
+    EXPECT_NEAR(x, y, 2e-6f * std::fabs(y) + 1e-30f) << where << " element " << i;
+  }
+}
+
+class GoldenTest : public ::testing::TestWithParam<bool> {};  // param: strided
+
+TEST_P(GoldenTest, MadamMatchesReferenceTrajectory) {
+  for (const auto& c : Golden()["cases"]) {
+    if (c["optimizer"] != "madam") continue;
+    auto p = MakeParam(FromJson(c["init"]), GetParam());
+    Madam opt({p}, MadamOptions(c["lr"].get<double>()));
+    for (size_t t = 0; t < c["grads"].size(); ++t) {
+      p.mutable_grad() = FromJson(c["grads"][t]);
+      opt.step();
+      ExpectClose(p, FromJson(c["weights"][t]), c["name"].get<std::string>() + " step " +
+                                                    std::to_string(t + 1));
+    }
+    EXPECT_FLOAT_EQ(opt.param_state(p)->max(), c["sigma"].get<double>());
+  }
+}
+
+TEST_P(GoldenTest, IntegerMadamMatchesReferenceLevelsAndWeights) {
+  for (const auto& c : Golden()["cases"]) {
+    if (c["optimizer"] != "int_madam") continue;
+    auto p = MakeParam(FromJson(c["init"]), GetParam());
+    IntegerMadam opt({p}, IntegerMadamOptions(c["base_lr"].get<double>())
+                              .lr_factor(c["lr_factor"].get<double>())
+                              .bits(c["bits"].get<int64_t>())
+                              .init("nearest"));
+    for (size_t t = 0; t < c["grads"].size(); ++t) {
+      p.mutable_grad() = FromJson(c["grads"][t]);
+      opt.step();
+      const std::string where = c["name"].get<std::string>() + " step " + std::to_string(t + 1);
+      auto levels = DecodeLevels(opt.param_state(p)->levels());
+      auto expected = c["levels"][t].get<std::vector<int>>();
+      ASSERT_EQ(levels.numel(), static_cast<int64_t>(expected.size()));
+      for (size_t i = 0; i < expected.size(); ++i) {
+        EXPECT_EQ(levels[i].item<int>(), expected[i]) << where << " level " << i;
+      }
+      ExpectClose(p, FromJson(c["weights"][t]), where);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FusedAndEager, GoldenTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Eager" : "Fused"; });
+
+TEST(FastExpTest, AccurateAcrossRange) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {
+    const double exact = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(detail::FastExp(x) - exact) / exact);
+  }
+  EXPECT_LT(worst, 3e-7);
+  EXPECT_EQ(detail::FastExp(0.0f), 1.0f);
+}
+
+// A few hundred steps of random gradients, large lr: the invariants of
+// Algorithm 1 hold at every step.
+TEST(MadamTest, SignsNeverFlipAndWeightsStayWithinBounds) {
+  torch::manual_seed(0);
+  const double lr = 0.2, g_bound = 10;
+  auto p = torch::randn({4096}).requires_grad_();
+  Madam opt({p}, MadamOptions(lr).g_bound(g_bound));
+  const auto sign0 = torch::sign(p.detach()).clone();
+  for (int t = 0; t < 200; ++t) {
+    auto before = p.detach().clone();
+    p.mutable_grad() = torch::randn({4096}) * (t % 7 == 0 ? 1e6 : 1.0);
+    opt.step();
+    const double sigma = opt.param_state(p)->max();
+    auto now = p.detach();
+    ASSERT_TRUE(torch::equal(torch::sign(now), sign0)) << "a sign flipped at step " << t;
+    ASSERT_LE(now.abs().max().item<double>(), sigma * (1 + 1e-6)) << "step " << t;
+    if (t > 0) {  // step 1 may clamp weights initially beyond sigma*
+      auto nonzero = before != 0;
+      auto ratio = (now.masked_select(nonzero) / before.masked_select(nonzero)).abs();
+      ASSERT_LE(ratio.max().item<double>(), std::exp(lr * g_bound) * (1 + 1e-6)) << "step " << t;
+      ASSERT_GE(ratio.min().item<double>(), std::exp(-lr * g_bound) * (1 - 1e-6)) << "step " << t;
+    }
+  }
+}
+
+TEST(MadamTest, SkipsParametersWithoutGradient) {
+  auto a = torch::ones({3}).requires_grad_();
+  auto b = torch::ones({3}).requires_grad_();
+  Madam opt({a, b});
+  a.mutable_grad() = torch::ones({3});
+  opt.step();
+  EXPECT_TRUE(torch::equal(b.detach(), torch::ones({3})));
+  EXPECT_EQ(opt.param_state(b), nullptr);
+  EXPECT_NE(opt.param_state(a), nullptr);
+}
+
+TEST(IntegerMadamTest, LevelsStayInRangeAndWeightsOnLadder) {
+  for (int64_t bits : {1, 4, 8, 12, 16}) {
+    for (const char* init : {"uniform", "nearest"}) {
+      torch::manual_seed(bits);
+      const double base_lr = std::log(60.0) / static_cast<double>((1 << bits) - 1);
+      auto p = torch::randn({2000}).requires_grad_();
+      const auto sign0 = torch::sign(p.detach()).clone();
+      IntegerMadam opt({p},
+                       IntegerMadamOptions(base_lr).lr_factor(4).bits(bits).init(init));
+      for (int t = 0; t < 50; ++t) {
+        p.mutable_grad() = torch::randn({2000});
+        opt.step();
+        const auto* st = opt.param_state(p);
+        auto k = DecodeLevels(st->levels());
+        ASSERT_EQ(st->levels().scalar_type(), torch::kShort);
+        ASSERT_GE(k.min().item<int>(), 0) << bits << " bits";
+        ASSERT_LE(k.max().item<int>(), (1 << bits) - 1) << bits << " bits";
+        ASSERT_TRUE(torch::equal(torch::sign(p.detach()), sign0)) << "a sign flipped";
+        auto ladder = sign0.to(torch::kDouble) * st->max() *
+                      torch::exp(-base_lr * k.to(torch::kDouble));
+        auto err = ((p.detach().to(torch::kDouble) - ladder).abs() / ladder.abs()).max();
+        ASSERT_LT(err.item<double>(), 1e-6) << bits << " bits, init " << init << ", step " << t;
+      }
+    }
+  }
+}
+
+TEST(IntegerMadamTest, SixteenBitLevelsUseTheWholeUnsignedRange) {
+  auto stored = torch::tensor({0, 32767, -32768, -1}, torch::kShort);
+  auto k = DecodeLevels(stored);
+  EXPECT_EQ(k[0].item<int>(), 0);
+  EXPECT_EQ(k[1].item<int>(), 32767);
+  EXPECT_EQ(k[2].item<int>(), 32768);
+  EXPECT_EQ(k[3].item<int>(), 65535);
+}
+
+TEST(IntegerMadamTest, StateIsSixBytesPerWeight) {
+  auto p = torch::randn({1000}).requires_grad_();
+  IntegerMadam opt({p});
+  p.mutable_grad() = torch::randn({1000});
+  opt.step();
+  const auto* st = opt.param_state(p);
+  const int64_t bytes = st->levels().numel() * st->levels().element_size() +
+                        st->exp_avg_sq().numel() * st->exp_avg_sq().element_size();
+  EXPECT_EQ(bytes, 6 * 1000);
+}
+
+TEST(IntegerMadamTest, SetLrMovesLrFactorAndNeverBelowOne) {
+  IntegerMadamOptions o(0.001);
+  EXPECT_DOUBLE_EQ(o.get_lr(), 0.01);
+  o.set_lr(0.005);
+  EXPECT_DOUBLE_EQ(o.lr_factor(), 5.0);
+  o.set_lr(1e-6);
+  EXPECT_DOUBLE_EQ(o.lr_factor(), 1.0);
+  EXPECT_DOUBLE_EQ(o.base_lr(), 0.001);
+}
+
+// First Madam step: g_hat = sign(g), so p1 = p0 * exp(-lr * sign(g) * sign(p0)).
+TEST(MadamTest, PerGroupOptionsReachStep) {
+  auto a = torch::full({4}, 1.0).requires_grad_();
+  auto b = torch::full({4}, 1.0).requires_grad_();
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{a});
+  groups.emplace_back(std::vector<torch::Tensor>{b}, std::make_unique<MadamOptions>(0.1));
+  Madam opt(std::move(groups), MadamOptions(0.01));
+  a.mutable_grad() = torch::ones({4});
+  b.mutable_grad() = torch::ones({4});
+  opt.step();
+  EXPECT_NEAR(a[0].item<double>(), std::exp(-0.01), 1e-6);
+  EXPECT_NEAR(b[0].item<double>(), std::exp(-0.1), 1e-6);
+}
+
+TEST(IntegerMadamTest, PerGroupOptionsReachStep) {
+  auto a = torch::full({4}, 1.0).requires_grad_();
+  auto b = torch::full({4}, 1.0).requires_grad_();
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{a});
+  groups.emplace_back(std::vector<torch::Tensor>{b},
+                      std::make_unique<IntegerMadamOptions>(
+                          IntegerMadamOptions(0.001).lr_factor(3).bits(8).init("nearest")));
+  IntegerMadam opt(std::move(groups), IntegerMadamOptions(0.001).lr_factor(7).init("nearest"));
+  a.mutable_grad() = torch::ones({4});
+  b.mutable_grad() = torch::ones({4});
+  opt.step();
+  // sigma* = 3, and |w| = 1 sits at level round(ln 3 / 0.001) = 1099; one
+  // step adds round(1 * lr_factor) levels.
+  EXPECT_EQ(DecodeLevels(opt.param_state(a)->levels())[0].item<int>(), 1099 + 7);
+  EXPECT_EQ(DecodeLevels(opt.param_state(b)->levels())[0].item<int>(), 255);  // 8-bit cap
+}
+
+template <typename Opt, typename Options>
+void ExpectSaveLoadContinuesExactly(Options options) {
+  torch::manual_seed(7);
+  auto init = torch::randn({3, 5});
+  std::vector<torch::Tensor> grads;
+  for (int t = 0; t < 8; ++t) grads.push_back(torch::randn({3, 5}));
+
+  // Both runs draw any random initial state (IntegerMadam's uniform levels)
+  // from the same generator state.
+  auto p = init.clone().requires_grad_();
+  Opt uninterrupted({p}, options);
+  torch::manual_seed(11);
+  for (const auto& g : grads) {
+    p.mutable_grad() = g;
+    uninterrupted.step();
+  }
+
+  auto q = init.clone().requires_grad_();
+  std::stringstream saved;
+  torch::Tensor q_saved;
+  {
+    Opt first({q}, options);
+    torch::manual_seed(11);
+    for (int t = 0; t < 4; ++t) {
+      q.mutable_grad() = grads[t];
+      first.step();
+    }
+    torch::serialize::OutputArchive archive;
+    first.save(archive);
+    archive.save_to(saved);
+    q_saved = q.detach().clone();
+  }
+  auto r = q_saved.clone().requires_grad_();
+  Opt resumed({r}, Options(options).p_scale(99));  // state, not these options, must win
+  torch::serialize::InputArchive archive;
+  archive.load_from(saved);
+  resumed.load(archive);
+  for (int t = 4; t < 8; ++t) {
+    r.mutable_grad() = grads[t];
+    resumed.step();
+  }
+  EXPECT_TRUE(torch::equal(r.detach(), p.detach())) << (r - p).abs().max().item<double>();
+}
+
+TEST(MadamTest, SaveLoadContinuesExactly) { ExpectSaveLoadContinuesExactly<Madam>(MadamOptions(0.05)); }
+
+TEST(IntegerMadamTest, SaveLoadContinuesExactly) {
+  ExpectSaveLoadContinuesExactly<IntegerMadam>(IntegerMadamOptions(0.001).lr_factor(20));
+}
+
+// A 2-layer MLP on a fixed, learnable classification problem.
+template <typename MakeOpt>
+std::pair<double, double> TrainSmallModel(MakeOpt make_opt) {
+  torch::manual_seed(3);
+  auto x = torch::randn({512, 10});
+  auto y = (x.narrow(1, 0, 1) + x.narrow(1, 1, 1) > 0).squeeze(1).to(torch::kLong);
+  torch::nn::Sequential net(torch::nn::Linear(10, 32), torch::nn::ReLU(), torch::nn::Linear(32, 2));
+  for (auto& p : net->parameters()) {
+    if (p.dim() == 1) p.data().uniform_(0.01, 0.05);  // biases away from 0 (paper, section 5)
+  }
+  auto opt = make_opt(net->parameters());
+  double first = 0, last = 0;
+  for (int t = 0; t < 300; ++t) {
+    opt->zero_grad();
+    auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+    loss.backward();
+    opt->step();
+    if (t == 0) first = loss.item<double>();
+    last = loss.item<double>();
+  }
+  return {first, last};
+}
+
+TEST(MadamTest, TrainsSmallModel) {
+  auto [first, last] = TrainSmallModel(
+      [](auto params) { return std::make_unique<Madam>(params, MadamOptions(0.01)); });
+  EXPECT_LT(last, 0.5 * first) << "loss " << first << " -> " << last;
+}
+
+TEST(IntegerMadamTest, TrainsSmallModel) {
+  auto [first, last] = TrainSmallModel([](auto params) {
+    return std::make_unique<IntegerMadam>(params, IntegerMadamOptions(0.001).lr_factor(10));
+  });
+  EXPECT_LT(last, 0.5 * first) << "loss " << first << " -> " << last;
+}
+
+TEST(IntegerMadamTest, EightBitTrainsSmallModel) {
+  auto [first, last] = TrainSmallModel([](auto params) {
+    return std::make_unique<IntegerMadam>(
+        params, IntegerMadamOptions(std::log(60.0) / 255).lr_factor(1).bits(8));
+  });
+  EXPECT_LT(last, 0.7 * first) << "loss " << first << " -> " << last;
+}
+
+void ExpectRejected(const std::function<void()>& construct, const std::string& needle) {
+  try {
+    construct();
+    ADD_FAILURE() << "no error; expected one naming " << needle;
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(MadamTest, RejectsOutOfRangeOptionsNamingThem) {
+  std::vector<torch::Tensor> ps{torch::ones({2}).requires_grad_()};
+  ExpectRejected([&] { Madam(ps, MadamOptions(-0.1)); }, "invalid lr -0.1");
+  ExpectRejected([&] { Madam(ps, MadamOptions(0)); }, "invalid lr 0");
+  ExpectRejected([&] { Madam(ps, MadamOptions(std::nan(""))); }, "invalid lr nan");
+  ExpectRejected([&] { Madam(ps, MadamOptions().beta(1)); }, "invalid beta 1");
+  ExpectRejected([&] { Madam(ps, MadamOptions().beta(-0.5)); }, "invalid beta -0.5");
+  ExpectRejected([&] { Madam(ps, MadamOptions().g_bound(0)); }, "invalid g_bound 0");
+  ExpectRejected([&] { Madam(ps, MadamOptions().p_scale(-3)); }, "invalid p_scale -3");
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(ps, std::make_unique<MadamOptions>(-1));
+  ExpectRejected([&] { Madam(std::move(groups), MadamOptions()); }, "invalid lr -1");
+}
+
+TEST(IntegerMadamTest, RejectsOutOfRangeOptionsNamingThem) {
+  std::vector<torch::Tensor> ps{torch::ones({2}).requires_grad_()};
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions(0)); }, "invalid base_lr 0");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().bits(0)); }, "invalid bits 0");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().bits(17)); }, "invalid bits 17");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().lr_factor(-1)); },
+                 "invalid lr_factor -1");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().beta(1.5)); }, "invalid beta 1.5");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().g_bound(-2)); }, "invalid g_bound -2");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().p_scale(0)); }, "invalid p_scale 0");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().init("gaussian")); },
+                 "invalid init \"gaussian\"");
+}
+
+TEST(MadamTest, SparseGradientIsAClearError) {
+  auto p = torch::ones({4}).requires_grad_();
+  Madam opt({p});
+  p.mutable_grad() = torch::ones({4}).to_sparse();
+  ExpectRejected([&] { opt.step(); }, "sparse gradients");
+  IntegerMadam iopt({p});
+  ExpectRejected([&] { iopt.step(); }, "sparse gradients");
+}
+
+}  // namespace
+}  // namespace madam::optim
