@@ -217,10 +217,13 @@ Result<RunConfig> RunConfigFromParams(const RunParams& params) {
   }
   if (config.task.empty()) return Status::InvalidArgument("run parameter task is required");
   if (config.optimizer.empty()) return Status::InvalidArgument("run parameter optimizer is required");
-  if (config.optimizer == "int_madam" && config.lr < config.base_lr) {
+  // int_madam steps round(g_hat * lr / base_lr) levels with |g_hat| <= g_bound:
+  // below one half, every step rounds to zero and no weight ever moves.
+  if (config.optimizer == "int_madam" && config.lr * config.g_bound / config.base_lr < 0.5) {
     std::ostringstream msg;
-    msg << "int_madam needs lr >= base_lr (lr / base_lr is the level step), got lr " << config.lr
-        << " and base_lr " << config.base_lr;
+    msg << "int_madam can never move a level with lr " << config.lr << ", base_lr "
+        << config.base_lr << " and g_bound " << config.g_bound
+        << " (needs lr * g_bound / base_lr >= 0.5)";
     return Status::InvalidArgument(msg.str());
   }
   return config;
