@@ -1,0 +1,324 @@
+// Store: the coordinator's durable state — sweeps, runs, leases, metrics and
+// workers — in one SQLite file (ARCHITECTURE.md sections 2 and 5).
+//
+// Durability. The database runs in WAL mode. Every mutating call returns
+// only after the transaction holding its change has committed. Transactions
+// holding a state change (submission, lease grant, heartbeat, completion,
+// cancel, rerun, expiry, worker registration) commit with synchronous=FULL:
+// the WAL is fsynced before the call is acknowledged, so it survives kill -9
+// and power loss. Transactions holding only metric batches commit with
+// synchronous=NORMAL (ARCHITECTURE.md section 5 allows it): an acknowledged
+// batch is in the WAL and survives kill -9 of the coordinator, and it becomes
+// power-loss durable at the next FULL commit or checkpoint, whichever comes
+// first. StoreOptions::metrics_full_sync = true makes metrics FULL too.
+// The writer thread group-commits: everything queued while one commit runs
+// (metric batches from many workers, lease grants, heartbeats) goes into the
+// next transaction together, so the cost of a commit is shared.
+//
+// Thread-safety and threads. Store is thread-safe; any thread may call any
+// method. It owns:
+//   - one writer thread and the only read-write connection. Mutations are
+//     queued as closures and run in submission order on that thread, each in
+//     its own SAVEPOINT inside a group transaction (a failing call rolls back
+//     only its own changes). The calling thread waits on a future for the
+//     commit; it never holds a SQLite lock itself.
+//   - a small pool of read connections (query_only). Reads run on the
+//     calling thread against the last committed snapshot (WAL readers do not
+//     block the writer, nor it them). Because writes are acknowledged after
+//     commit, a read issued after a write returns sees it.
+// The Clock passed in must outlive the Store.
+//
+// Leases (section 5). AcquireRun grants a run under a lease stamped with a
+// fencing token, lease_epoch, drawn from a counter stored in the database, so
+// it increases across restarts. Heartbeat, AppendMetrics and CompleteRun must
+// carry the run's current epoch; anything else is FAILED_PRECONDITION. A lease
+// whose holder heartbeats after its expiry time but before anyone reclaimed
+// it (ExpireLeases, or the reclaim AcquireRun does first) is still honoured:
+// the epoch, not the clock, is the fence.
+//
+// Errors: unknown ids -> NOT_FOUND; stale epoch or wrong state ->
+// FAILED_PRECONDITION; bad arguments -> INVALID_ARGUMENT; an idempotency key
+// reused with a different spec -> ALREADY_EXISTS; SQLite I/O or busy ->
+// UNAVAILABLE; a database from a newer build -> FAILED_PRECONDITION. Every
+// message names the id or field and the value.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/run_config.h"
+#include "common/status.h"
+#include "server/clock.h"
+
+namespace madam::server {
+
+// Run states as stored (upper case) and as shown (RunStateName: lower case).
+enum class RunState { kPending, kRunning, kSucceeded, kDiverged, kFailed, kCancelled };
+const char* RunStateName(RunState state);                 // "pending", ...
+std::optional<RunState> ParseRunState(std::string_view name);  // accepts either case
+bool IsTerminal(RunState state);
+
+// How a worker ends a run.
+enum class RunOutcome { kSucceeded, kDiverged, kFailed, kCancelled };
+const char* RunOutcomeName(RunOutcome outcome);  // "succeeded", ...
+
+// Sweep states: "running" until every run is terminal, then "finished";
+// "cancelled" after CancelSweep (until a rerun makes it "running" again).
+inline constexpr const char* kSweepRunning = "running";
+inline constexpr const char* kSweepFinished = "finished";
+inline constexpr const char* kSweepCancelled = "cancelled";
+
+struct StoreOptions {
+  std::string path;                // the SQLite file; created if absent
+  Clock* clock = nullptr;          // nullptr: SystemClock::Default()
+  int read_connections = 4;        // size of the reader pool
+  int busy_timeout_ms = 5000;
+  // The writer puts at most this many queued calls into one transaction.
+  int max_calls_per_transaction = 4096;
+  // false: transactions holding only metric batches commit with
+  // synchronous=NORMAL (kill -9 safe, power-loss safe at the next FULL commit
+  // or checkpoint). true: every commit is FULL.
+  bool metrics_full_sync = false;
+};
+
+// One grid cell as the submitter expanded it, in order (index = position).
+struct NewRun {
+  RunParams params;
+  std::map<std::string, std::string> labels;
+};
+
+struct NewSweep {
+  std::string name;
+  std::string spec_text;        // the sweep file as submitted
+  std::string spec_json;        // optional: the parsed spec, for display
+  std::string metric_name;      // e.g. "test/error"
+  std::string metric_goal;      // "minimize" | "maximize"
+  std::string device = "any";   // "any" | "cpu" | "cuda"
+  std::string idempotency_key;  // empty: none
+  int64_t max_concurrent = 0;   // 0: unlimited
+  int64_t max_attempts = 3;     // >= 1
+  std::vector<NewRun> runs;
+};
+
+struct RunCounts {
+  int64_t pending = 0, running = 0, succeeded = 0, diverged = 0, failed = 0, cancelled = 0;
+  int64_t total() const { return pending + running + succeeded + diverged + failed + cancelled; }
+};
+
+struct SweepRow {
+  std::string id;  // "sw-" + 8 hex digits
+  std::string name;
+  std::string spec_text;
+  std::string spec_json;
+  std::string metric_name;
+  std::string metric_goal;
+  std::string device;
+  std::string idempotency_key;
+  int64_t max_concurrent = 0;
+  int64_t max_attempts = 3;
+  std::string state;  // kSweepRunning | kSweepFinished | kSweepCancelled
+  int64_t created_at_ms = 0;
+  RunCounts counts;
+};
+
+struct RunRow {
+  std::string id;  // "<sweep id>-<index, zero-padded to 5 digits>"
+  std::string sweep_id;
+  int64_t index = 0;
+  RunParams params;
+  std::map<std::string, std::string> labels;
+  RunState state = RunState::kPending;
+  int64_t attempts = 0;       // lease grants since submit (or the last rerun)
+  int64_t max_attempts = 3;   // the sweep's
+  int64_t lease_epoch = 0;    // 0: never leased
+  std::string lease_worker;   // worker id of the current/last lease holder
+  int64_t lease_expires_at_ms = 0;
+  bool cancel_requested = false;
+  std::string last_error;
+  std::map<std::string, double> final;  // NaN stands for a non-finite value
+  std::string resume_checkpoint;        // last checkpoint a worker reported
+  int64_t started_at_ms = 0;            // last grant; 0: never
+  int64_t ended_at_ms = 0;              // 0: not terminal
+};
+
+struct Lease {
+  std::string run_id;
+  std::string sweep_id;
+  int64_t index = 0;
+  RunParams params;
+  std::map<std::string, std::string> labels;
+  std::string metric_name;  // the sweep's
+  int64_t lease_epoch = 0;
+  int64_t lease_expires_at_ms = 0;
+  int64_t attempt = 0;            // 1 for the first grant
+  std::string resume_checkpoint;  // empty: start from step 0
+};
+
+struct HeartbeatReply {
+  bool cancel_requested = false;
+  int64_t lease_expires_at_ms = 0;
+};
+
+struct MetricPoint {
+  std::string name;
+  int64_t step = 0;
+  double value = 0;  // NaN is stored as NULL and read back as NaN
+  double time = 0;   // seconds since the Unix epoch, as the worker reported
+};
+
+struct CompleteRequest {
+  std::string run_id;
+  int64_t lease_epoch = 0;
+  RunOutcome outcome = RunOutcome::kSucceeded;
+  std::map<std::string, double> final;
+  std::string error;       // why, for kFailed (kept as last_error)
+  std::string checkpoint;  // optional: last checkpoint path
+};
+
+struct WorkerRow {
+  std::string id;  // "wk-" + 8 hex digits
+  std::string name;
+  std::string device;  // as the worker reported it: "cpu", "cuda:0", ...
+  std::string info;    // free text (host, version)
+  int64_t registered_at_ms = 0;
+  int64_t last_seen_ms = 0;
+  std::string current_run;  // a RUNNING run it holds the lease of, or empty
+};
+
+struct StoreStats {
+  int64_t transactions = 0;       // committed group transactions
+  int64_t calls = 0;              // mutating calls run (accepted or refused)
+  int64_t metric_points = 0;      // points written by AppendMetrics*
+  int64_t failed_commits = 0;     // group transactions that failed to commit
+  int64_t queue_depth = 0;        // calls waiting for the writer now
+  double commit_seconds_total = 0;  // time spent in BEGIN..COMMIT
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) and migrates the database, then starts the
+  // writer thread. A database whose schema is newer than this build knows is
+  // refused with FAILED_PRECONDITION, and so is a database another Store
+  // (in this or another process) has open: Open takes an exclusive flock on
+  // "<path>.lock" for the Store's lifetime.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  // Drains the queue, stops the writer and closes every connection.
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // The schema version this build writes (PRAGMA user_version).
+  static int64_t LatestSchemaVersion();
+
+  // ---- Sweeps ----
+  // Stores a sweep and its runs (all PENDING) in one transaction. With a
+  // non-empty idempotency key already used by a sweep with the same spec_text,
+  // returns that sweep instead of creating another; with a different spec_text,
+  // ALREADY_EXISTS.
+  Result<SweepRow> CreateSweep(const NewSweep& sweep);
+  Result<SweepRow> GetSweep(const std::string& sweep_id);
+  // Oldest first.
+  Result<std::vector<SweepRow>> ListSweeps();
+  // PENDING runs -> CANCELLED; RUNNING runs get cancel_requested (their worker
+  // sees it on its next heartbeat and completes with kCancelled); no more
+  // grants. Cancelling a finished or cancelled sweep is a no-op (OK).
+  Status CancelSweep(const std::string& sweep_id);
+  // Runs in the given states (any of failed, diverged, cancelled; others are
+  // INVALID_ARGUMENT) go back to PENDING with attempts 0, final, last_error,
+  // checkpoint and metrics cleared. If any did, the sweep is "running" again.
+  // Returns how many runs were reset.
+  Result<int64_t> RerunSweep(const std::string& sweep_id, const std::vector<RunState>& states);
+
+  // ---- Runs ----
+  Result<RunRow> GetRun(const std::string& run_id);
+  // By index. NOT_FOUND for an unknown sweep.
+  Result<std::vector<RunRow>> ListRuns(const std::string& sweep_id,
+                                       std::optional<RunState> state = std::nullopt);
+
+  // ---- Leases ----
+  // First reclaims overdue leases (as ExpireLeases), then grants the
+  // lowest-index PENDING run of the oldest "running" sweep whose device
+  // matches (sweep "any" matches every worker; "cpu"/"cuda" match the device
+  // kind, the part of `device` before ':') and whose RUNNING count is below
+  // max_concurrent. nullopt when nothing is grantable. The worker must be
+  // registered (NOT_FOUND otherwise); its last_seen is updated.
+  // `request_id` (optional, unique per worker request) makes a retry safe: if
+  // this worker already holds a RUNNING lease granted for the same request id
+  // (the first response was lost), that same lease is returned again.
+  Result<std::optional<Lease>> AcquireRun(const std::string& worker_id, const std::string& device,
+                                          int64_t lease_seconds, const std::string& request_id = "");
+  // Extends the lease to now + lease_seconds. The run must be RUNNING under
+  // this epoch.
+  Result<HeartbeatReply> Heartbeat(const std::string& run_id, int64_t lease_epoch,
+                                   int64_t lease_seconds);
+  // Writes points keyed (run, name, step); a point for an existing key
+  // replaces it, so a resumed attempt rewrites its steps. The run must be
+  // RUNNING under this epoch. All or nothing.
+  Status AppendMetrics(const std::string& run_id, int64_t lease_epoch,
+                       const std::vector<MetricPoint>& points);
+  // The same, without waiting: `done` receives the status once the batch is
+  // durable (or refused). It runs on the writer thread — keep it short, and
+  // never call a Store method that waits from it (that would deadlock) — or
+  // on the calling thread when the batch is invalid or the store is closing.
+  // For asynchronous (callback) gRPC handlers.
+  void AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vector<MetricPoint> points,
+                          std::function<void(Status)> done);
+  // Ends the attempt. succeeded/diverged/cancelled are terminal. failed goes
+  // back to PENDING (a retry) while attempts < max_attempts, else FAILED; the
+  // error text is kept as last_error either way. A run whose cancel was
+  // requested never retries: failed -> CANCELLED.
+  // A duplicate (the same epoch and outcome as the completion already
+  // recorded) is OK and changes nothing; any other call with a stale epoch or
+  // on a run that is not RUNNING is FAILED_PRECONDITION.
+  Status CompleteRun(const CompleteRequest& request);
+  // Records the latest checkpoint path of a RUNNING run (fenced like
+  // Heartbeat); the next grant hands it out as resume_checkpoint.
+  Status SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& path);
+  // RUNNING runs whose lease ran out before now go back to PENDING (the grant
+  // already counted the attempt), or to FAILED with last_error "lease expired
+  // ..." once attempts >= max_attempts (CANCELLED if cancel was requested).
+  // Returns how many leases were reclaimed. The server calls this
+  // periodically.
+  Result<int64_t> ExpireLeases();
+
+  // ---- Metrics ----
+  // Ordered by name, then step. NOT_FOUND for an unknown run.
+  // With after_step >= 0, only points with step > after_step (incremental
+  // polling for live curves).
+  Result<std::vector<MetricPoint>> GetMetrics(const std::string& run_id,
+                                              const std::optional<std::string>& name = std::nullopt,
+                                              int64_t after_step = -1);
+
+  // The last point (highest step) of each metric of the run, by name: what
+  // progress bars and live tables show. NOT_FOUND for an unknown run.
+  Result<std::vector<MetricPoint>> GetLatestMetrics(const std::string& run_id);
+
+  // ---- Workers ----
+  Result<WorkerRow> RegisterWorker(const std::string& name, const std::string& device,
+                                   const std::string& info = "");
+  Status TouchWorker(const std::string& worker_id);
+  Result<WorkerRow> GetWorker(const std::string& worker_id);
+  Result<std::vector<WorkerRow>> ListWorkers();
+
+  // ---- Maintenance ----
+  // PRAGMA integrity_check; OK when it reports "ok", DATA_LOSS otherwise.
+  Status IntegrityCheck();
+  // The lease epoch counter's current value (the last epoch granted).
+  Result<int64_t> CurrentLeaseEpoch();
+  // Writer counters since Open, for the Prometheus registry. Lock-free.
+  StoreStats Stats() const;
+
+  struct Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace madam::server
