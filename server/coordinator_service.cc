@@ -1,0 +1,258 @@
+#include "server/coordinator_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "server/convert.h"
+#include "server/grpc_status.h"
+
+namespace madam::server {
+namespace {
+
+constexpr int kPreviewRuns = 5;
+
+std::string Describe(const std::map<std::string, std::string>& labels, const RunParams& params) {
+  std::string out;
+  for (const auto& [axis, label] : labels) {
+    if (!out.empty()) out += " ";
+    out += axis + "=" + label;
+  }
+  auto seed = params.find("seed");
+  if (seed != params.end()) out += (out.empty() ? "" : " ") + std::string("seed=") + seed->second.ToString();
+  return out;
+}
+
+Status RequireId(const std::string& value, const char* field) {
+  if (value.empty()) return Status::InvalidArgument(std::string(field) + " is required");
+  return Status::Ok();
+}
+
+}  // namespace
+
+CoordinatorService::CoordinatorService(Store* store, LiveRunTable* live, SweepLimits limits)
+    : store_(store), live_(live), limits_(limits) {}
+
+grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext*, const v1::SubmitSweepRequest* req,
+                                             v1::SubmitSweepResponse* resp) {
+  const std::string file = req->file_name().empty() ? "<sweep>" : req->file_name();
+  auto spec = ParseSweepSpec(req->spec_text(), file, limits_);
+  if (!spec.ok()) return ToGrpcStatus(spec.status());
+  const size_t count = CountRuns(*spec);
+  resp->set_runs(static_cast<int64_t>(count));
+  resp->set_name(spec->name);
+  if (req->dry_run()) {
+    // Expanding only the first cells needs the whole expansion today; the
+    // count is capped by the limits, so this stays bounded.
+    auto runs = ExpandSweep(*spec);
+    for (size_t i = 0; i < runs.size() && i < kPreviewRuns; ++i) {
+      resp->add_preview(Describe(runs[i].labels, runs[i].params));
+    }
+    return grpc::Status::OK;
+  }
+  NewSweep sweep;
+  sweep.name = spec->name;
+  sweep.spec_text = req->spec_text();
+  sweep.metric_name = spec->metric_name;
+  sweep.metric_goal = spec->metric_goal;
+  sweep.device = spec->device;
+  sweep.idempotency_key = req->idempotency_key();
+  sweep.max_concurrent = spec->max_concurrent;
+  sweep.max_attempts = spec->max_attempts;
+  auto runs = ExpandSweep(*spec);
+  sweep.runs.reserve(runs.size());
+  for (auto& run : runs) sweep.runs.push_back(NewRun{std::move(run.params), std::move(run.labels)});
+  auto row = store_->CreateSweep(sweep);
+  if (!row.ok()) return ToGrpcStatus(row.status());
+  resp->set_sweep_id(row->id);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+                                            v1::ListSweepsResponse* resp) {
+  auto sweeps = store_->ListSweeps();
+  if (!sweeps.ok()) return ToGrpcStatus(sweeps.status());
+  for (const auto& s : *sweeps) ToProto(s, resp->add_sweeps());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* req,
+                                          v1::Sweep* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  auto sweep = store_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  ToProto(*sweep, resp, /*with_spec=*/true);
+  return grpc::Status::OK;
+}
+
+Status CoordinatorService::BuildProgress(const std::string& sweep_id, v1::SweepProgress* out) {
+  auto sweep = store_->GetSweep(sweep_id);
+  if (!sweep.ok()) return sweep.status();
+  ToProto(*sweep, out->mutable_sweep());
+  auto running = store_->ListRuns(sweep_id, RunState::kRunning);
+  if (!running.ok()) return running.status();
+  std::map<std::string, std::string> worker_names;
+  if (!running->empty()) {
+    auto workers = store_->ListWorkers();
+    if (!workers.ok()) return workers.status();
+    for (const auto& w : *workers) worker_names[w.id] = w.name.empty() ? w.id : w.name;
+  }
+  for (const auto& run : *running) {
+    v1::RunProgress* p = out->add_running();
+    p->set_run_id(run.id);
+    p->mutable_labels()->insert(run.labels.begin(), run.labels.end());
+    auto name = worker_names.find(run.lease_worker);
+    p->set_worker(name != worker_names.end() ? name->second : run.lease_worker);
+    if (auto live = live_->Get(run.id)) {
+      p->set_step(live->step);
+      p->set_fraction(std::clamp(live->progress, 0.0, 1.0));
+      for (const char* name : {"train/loss"}) {
+        auto it = live->latest.find(name);
+        if (it != live->latest.end()) (*p->mutable_latest())[name] = it->second;
+      }
+      auto metric = live->latest.find(sweep->metric_name);
+      if (metric != live->latest.end()) (*p->mutable_latest())[metric->first] = metric->second;
+    }
+  }
+  return Status::Ok();
+}
+
+grpc::Status CoordinatorService::WatchSweep(grpc::ServerContext* ctx,
+                                            const v1::WatchSweepRequest* req,
+                                            grpc::ServerWriter<v1::SweepProgress>* writer) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  const int interval_ms = req->interval_ms() == 0 ? 500 : std::clamp(req->interval_ms(), 100, 10000);
+  std::string last_sent;
+  while (!ctx->IsCancelled() && !shutting_down_) {
+    v1::SweepProgress progress;
+    Status status = BuildProgress(req->sweep_id(), &progress);
+    if (!status.ok()) return ToGrpcStatus(status);
+    std::string encoded;
+    progress.SerializeToString(&encoded);
+    if (encoded != last_sent) {
+      if (!writer->Write(progress)) return grpc::Status::OK;  // client went away
+      last_sent = std::move(encoded);
+    }
+    if (progress.sweep().state() != kSweepRunning) return grpc::Status::OK;
+    // Sleep in short slices so cancellation and shutdown are prompt.
+    for (int waited = 0; waited < interval_ms && !ctx->IsCancelled() && !shutting_down_;
+         waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "madamd is shutting down; watch again");
+}
+
+grpc::Status CoordinatorService::CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest* req,
+                                             v1::CancelSweepResponse* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = store_->CancelSweep(req->sweep_id()); !s.ok()) return ToGrpcStatus(s);
+  auto sweep = store_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  ToProto(*sweep, resp->mutable_sweep());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::RerunSweep(grpc::ServerContext*, const v1::RerunSweepRequest* req,
+                                            v1::RerunSweepResponse* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  std::vector<RunState> states;
+  for (int raw : req->states()) {
+    auto state = FromProto(static_cast<v1::RunState>(raw));
+    if (!state || (*state != RunState::kFailed && *state != RunState::kDiverged &&
+                   *state != RunState::kCancelled)) {
+      return ToGrpcStatus(Status::InvalidArgument(
+          "states: only failed, diverged and cancelled runs can be rerun, got " +
+          v1::RunState_Name(static_cast<v1::RunState>(raw))));
+    }
+    states.push_back(*state);
+  }
+  if (states.empty()) states = {RunState::kFailed, RunState::kDiverged, RunState::kCancelled};
+  auto count = store_->RerunSweep(req->sweep_id(), states);
+  if (!count.ok()) return ToGrpcStatus(count.status());
+  resp->set_runs(*count);
+  auto sweep = store_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  ToProto(*sweep, resp->mutable_sweep());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ExportSweep(grpc::ServerContext*, const v1::ExportSweepRequest* req,
+                                             v1::ExportSweepResponse* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  auto sweep = store_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  ToProto(*sweep, resp->mutable_sweep());
+  auto runs = store_->ListRuns(req->sweep_id());
+  if (!runs.ok()) return ToGrpcStatus(runs.status());
+  for (const auto& run : *runs) ToProto(run, resp->add_runs());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ListRuns(grpc::ServerContext*, const v1::ListRunsRequest* req,
+                                          v1::ListRunsResponse* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  std::optional<RunState> state;
+  if (req->state() != v1::RUN_STATE_UNSPECIFIED) {
+    state = FromProto(req->state());
+    if (!state) {
+      return ToGrpcStatus(Status::InvalidArgument("state: unknown run state " +
+                                                  std::to_string(req->state())));
+    }
+  }
+  auto runs = store_->ListRuns(req->sweep_id(), state);
+  if (!runs.ok()) return ToGrpcStatus(runs.status());
+  for (const auto& run : *runs) ToProto(run, resp->add_runs());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetRun(grpc::ServerContext*, const v1::GetRunRequest* req,
+                                        v1::Run* resp) {
+  if (auto s = RequireId(req->run_id(), "run_id"); !s.ok()) return ToGrpcStatus(s);
+  auto run = store_->GetRun(req->run_id());
+  if (!run.ok()) return ToGrpcStatus(run.status());
+  ToProto(*run, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetRunMetrics(grpc::ServerContext*,
+                                               const v1::GetRunMetricsRequest* req,
+                                               v1::GetRunMetricsResponse* resp) {
+  if (auto s = RequireId(req->run_id(), "run_id"); !s.ok()) return ToGrpcStatus(s);
+  std::optional<std::string> name;
+  if (!req->name().empty()) name = req->name();
+  auto points = store_->GetMetrics(req->run_id(), name);
+  if (!points.ok()) return ToGrpcStatus(points.status());
+  for (const auto& p : *points) {
+    v1::MetricPoint* out = resp->add_points();
+    out->set_name(p.name);
+    out->set_step(p.step);
+    out->set_value(p.value);
+    out->set_time(p.time);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                                             v1::ListWorkersResponse* resp) {
+  auto workers = store_->ListWorkers();
+  if (!workers.ok()) return ToGrpcStatus(workers.status());
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  for (const auto& w : *workers) {
+    v1::Worker* out = resp->add_workers();
+    out->set_id(w.id);
+    out->set_name(w.name);
+    out->set_device(w.device);
+    out->set_info(w.info);
+    out->set_last_seen_ms(w.last_seen_ms);
+    out->set_current_run(w.current_run);
+    // A worker polls at least every few seconds while idle and heartbeats
+    // while running; 30 s of silence means it is gone.
+    out->set_connected(now_ms - w.last_seen_ms < 30000);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace madam::server

@@ -1,0 +1,133 @@
+#include "server/worker_service.h"
+
+#include <memory>
+#include <vector>
+
+#include "server/convert.h"
+#include "server/grpc_status.h"
+
+namespace madam::server {
+
+WorkerService::WorkerService(Store* store, LiveRunTable* live, WorkerServiceOptions options)
+    : store_(store), live_(live), options_(std::move(options)) {}
+
+grpc::Status WorkerService::RegisterWorker(grpc::ServerContext*,
+                                           const v1::RegisterWorkerRequest* req,
+                                           v1::RegisterWorkerResponse* resp) {
+  if (req->device().empty()) {
+    return ToGrpcStatus(Status::InvalidArgument("device is required (\"cpu\" or \"cuda:N\")"));
+  }
+  auto worker = store_->RegisterWorker(req->name(), req->device(), req->info());
+  if (!worker.ok()) return ToGrpcStatus(worker.status());
+  resp->set_worker_id(worker->id);
+  resp->set_lease_seconds(options_.lease_seconds);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::AcquireRun(grpc::ServerContext*, const v1::AcquireRunRequest* req,
+                                       v1::AcquireRunResponse* resp) {
+  if (req->worker_id().empty()) {
+    return ToGrpcStatus(Status::InvalidArgument("worker_id is required: call RegisterWorker first"));
+  }
+  auto lease = store_->AcquireRun(req->worker_id(), req->device(), options_.lease_seconds);
+  if (!lease.ok()) return ToGrpcStatus(lease.status());
+  if (!lease->has_value()) {
+    resp->set_has_run(false);
+    resp->set_retry_after_ms(options_.retry_after_ms);
+    return grpc::Status::OK;
+  }
+  const Lease& l = **lease;
+  resp->set_has_run(true);
+  resp->set_run_id(l.run_id);
+  resp->set_sweep_id(l.sweep_id);
+  resp->set_lease_epoch(l.lease_epoch);
+  resp->set_lease_seconds(options_.lease_seconds);
+  ToProto(l.params, resp->mutable_params());
+  resp->set_attempt(l.attempt);
+  resp->set_resume_checkpoint(l.resume_checkpoint);
+  if (!options_.checkpoint_dir.empty()) {
+    resp->set_checkpoint_dir(options_.checkpoint_dir + "/" + l.run_id);
+  }
+  live_->Heartbeat(l.run_id, 0, 0);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatResponse* resp) {
+  auto reply = store_->Heartbeat(req->run_id(), req->lease_epoch(), options_.lease_seconds);
+  if (!reply.ok()) return ToGrpcStatus(reply.status());
+  if (!req->checkpoint().empty()) {
+    Status s = store_->SetCheckpoint(req->run_id(), req->lease_epoch(), req->checkpoint());
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  live_->Heartbeat(req->run_id(), req->step(), req->progress());
+  resp->set_cancel_requested(reply->cancel_requested);
+  resp->set_lease_expires_at_ms(reply->lease_expires_at_ms);
+  return grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* WorkerService::ReportMetrics(grpc::CallbackServerContext* ctx,
+                                                       const v1::ReportMetricsRequest* req,
+                                                       v1::ReportMetricsResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (req->points_size() > options_.max_points_per_batch) {
+    reactor->Finish(ToGrpcStatus(Status::ResourceExhausted(
+        "points: " + std::to_string(req->points_size()) + " in one batch, over the limit of " +
+        std::to_string(options_.max_points_per_batch))));
+    return reactor;
+  }
+  std::vector<MetricPoint> points;
+  points.reserve(req->points_size());
+  for (const auto& p : req->points()) {
+    if (p.name().empty()) {
+      reactor->Finish(ToGrpcStatus(Status::InvalidArgument("points: a point has an empty name")));
+      return reactor;
+    }
+    points.push_back(MetricPoint{p.name(), p.step(), p.value(), p.time()});
+  }
+  // Only points the store accepted (under a current lease) reach the live
+  // view, so a fenced-off worker's late points never show.
+  auto latest = std::make_shared<std::vector<MetricPoint>>(points);
+  const std::string run_id = req->run_id();
+  const int64_t count = req->points_size();
+  const int64_t step = req->step();
+  const double progress = req->progress();
+  store_->AppendMetricsAsync(run_id, req->lease_epoch(), std::move(points),
+                             [this, reactor, resp, latest, run_id, count, step,
+                              progress](Status status) {
+                               if (status.ok()) {
+                                 for (const auto& p : *latest) {
+                                   live_->Record(run_id, p.name, p.step, p.value);
+                                 }
+                                 if (step > 0) live_->Heartbeat(run_id, step, progress);
+                                 resp->set_accepted(count);
+                               }
+                               reactor->Finish(ToGrpcStatus(status));
+                             });
+  return reactor;
+}
+
+grpc::Status WorkerService::CompleteRun(grpc::ServerContext*, const v1::CompleteRunRequest* req,
+                                        v1::CompleteRunResponse*) {
+  CompleteRequest complete;
+  complete.run_id = req->run_id();
+  complete.lease_epoch = req->lease_epoch();
+  switch (req->outcome()) {
+    case v1::RUN_STATE_SUCCEEDED: complete.outcome = RunOutcome::kSucceeded; break;
+    case v1::RUN_STATE_DIVERGED: complete.outcome = RunOutcome::kDiverged; break;
+    case v1::RUN_STATE_FAILED: complete.outcome = RunOutcome::kFailed; break;
+    case v1::RUN_STATE_CANCELLED: complete.outcome = RunOutcome::kCancelled; break;
+    default:
+      return ToGrpcStatus(Status::InvalidArgument(
+          "outcome must be SUCCEEDED, DIVERGED, FAILED or CANCELLED, got " +
+          v1::RunState_Name(req->outcome())));
+  }
+  complete.final.insert(req->final().begin(), req->final().end());
+  complete.error = req->error();
+  complete.checkpoint = req->checkpoint();
+  Status status = store_->CompleteRun(complete);
+  if (status.ok()) live_->Remove(req->run_id());
+  return ToGrpcStatus(status);
+}
+
+}  // namespace madam::server

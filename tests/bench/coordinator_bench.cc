@@ -1,0 +1,281 @@
+// Coordinator benchmark: a real madamd on loopback, driven over gRPC by
+// simulated workers (threads). Prints
+//   ingestion   metric points/s stored, with every acknowledged point then
+//               counted in the SQLite file;
+//   scheduling  time to submit and expand a 10,000-run sweep, and lease
+//               grants/s;
+//   trials      full trials/s (acquire, one report of 10 intermediate values,
+//               complete), the unit compared with Optuna by
+//               coordinator_vs_optuna.sh.
+// A program, not a timed test.
+//
+//   coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B]
+//                     [--runs R] [--only ingest|schedule|trials] [--quick]
+#include <grpcpp/grpcpp.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "madam/v1/coordinator.grpc.pb.h"
+#include "madam/v1/worker.grpc.pb.h"
+#include "tests/support/child_process.h"
+
+namespace {
+
+namespace v1 = madam::v1;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string madamd;
+  int workers = 8;
+  double seconds = 5;
+  int batch = 1000;
+  int runs = 10000;
+  std::string only;
+};
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string GridSweep(int runs, const std::string& name) {
+  return "name: " + name +
+         "\ntask: synthetic-mlp\nparams: {optimizer: madam}\ngrid:\n"
+         "  lr: {linear: {from: 0.001, to: 0.1, count: " +
+         std::to_string(runs) + "}}\n";
+}
+
+std::string Submit(v1::Coordinator::Stub* client, const std::string& text, double* seconds) {
+  grpc::ClientContext ctx;
+  v1::SubmitSweepRequest req;
+  req.set_file_name("bench.yaml");
+  req.set_spec_text(text);
+  v1::SubmitSweepResponse resp;
+  const auto start = Clock::now();
+  grpc::Status s = client->SubmitSweep(&ctx, req, &resp);
+  if (seconds) *seconds = Since(start);
+  if (!s.ok()) {
+    std::fprintf(stderr, "submit failed: %s\n", s.error_message().c_str());
+    std::exit(1);
+  }
+  return resp.sweep_id();
+}
+
+std::string Register(v1::WorkerApi::Stub* stub, int i) {
+  grpc::ClientContext ctx;
+  v1::RegisterWorkerRequest req;
+  req.set_name("bench-" + std::to_string(i));
+  req.set_device("cpu");
+  v1::RegisterWorkerResponse resp;
+  if (!stub->RegisterWorker(&ctx, req, &resp).ok()) std::exit(1);
+  return resp.worker_id();
+}
+
+bool Acquire(v1::WorkerApi::Stub* stub, const std::string& worker, v1::AcquireRunResponse* lease) {
+  grpc::ClientContext ctx;
+  v1::AcquireRunRequest req;
+  req.set_worker_id(worker);
+  req.set_device("cpu");
+  grpc::Status s = stub->AcquireRun(&ctx, req, lease);
+  return s.ok() && lease->has_run();
+}
+
+int64_t CountMetricRows(const std::string& db_path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return -1;
+  sqlite3_stmt* stmt = nullptr;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM metrics", -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    n = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return n;
+}
+
+std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address, int n) {
+  std::vector<std::shared_ptr<grpc::Channel>> out;
+  for (int i = 0; i < n; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("madam.bench.channel", i);  // a distinct channel (connection) per worker
+    out.push_back(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  return out;
+}
+
+void Ingest(const Options& o, const std::string& address, const std::string& db_path,
+            v1::Coordinator::Stub* client) {
+  Submit(client, GridSweep(std::max(o.workers, 2), "ingest"), nullptr);
+  auto channels = Channels(address, o.workers);
+  std::atomic<int64_t> acked{0}, errors{0};
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (int w = 0; w < o.workers; ++w) {
+    threads.emplace_back([&, w] {
+      auto stub = v1::WorkerApi::NewStub(channels[w]);
+      const std::string id = Register(stub.get(), w);
+      v1::AcquireRunResponse lease;
+      if (!Acquire(stub.get(), id, &lease)) {
+        ++errors;
+        return;
+      }
+      v1::ReportMetricsRequest req;
+      req.set_run_id(lease.run_id());
+      req.set_lease_epoch(lease.lease_epoch());
+      int64_t step = 0;
+      while (Since(start) < o.seconds) {
+        req.clear_points();
+        for (int i = 0; i < o.batch; ++i, ++step) {
+          auto* p = req.add_points();
+          p->set_name("train/loss");
+          p->set_step(step);
+          p->set_value(1.0 / static_cast<double>(step + 1));
+          p->set_time(1.7e9);
+        }
+        grpc::ClientContext ctx;
+        v1::ReportMetricsResponse resp;
+        if (stub->ReportMetrics(&ctx, req, &resp).ok()) {
+          acked += o.batch;
+        } else {
+          ++errors;
+        }
+        // Heartbeat now and then, as a real worker does.
+        if (step % (o.batch * 20) == 0) {
+          grpc::ClientContext hctx;
+          v1::HeartbeatRequest hb;
+          hb.set_run_id(lease.run_id());
+          hb.set_lease_epoch(lease.lease_epoch());
+          v1::HeartbeatResponse hresp;
+          stub->Heartbeat(&hctx, hb, &hresp);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed = Since(start);
+  const int64_t rows = CountMetricRows(db_path);
+  std::printf("ingestion: %d workers, batches of %d, %.1f s: %lld points acknowledged, %.0f points/s, "
+              "%lld errors; rows in SQLite: %lld (%s)\n",
+              o.workers, o.batch, elapsed, static_cast<long long>(acked.load()), acked / elapsed,
+              static_cast<long long>(errors.load()), static_cast<long long>(rows),
+              rows == acked ? "every acknowledged point stored" : "MISMATCH");
+  std::printf("RESULT ingest_points_per_second %.0f\n", acked / elapsed);
+  if (rows != acked) std::exit(1);
+}
+
+void Schedule(const Options& o, const std::string& address, v1::Coordinator::Stub* client) {
+  double submit_seconds = 0;
+  Submit(client, GridSweep(o.runs, "schedule"), &submit_seconds);
+  std::printf("scheduling: submit + expand + store %d runs: %.3f s\n", o.runs, submit_seconds);
+  std::printf("RESULT submit_seconds %.3f\n", submit_seconds);
+  auto channels = Channels(address, o.workers);
+  std::atomic<int64_t> grants{0};
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (int w = 0; w < o.workers; ++w) {
+    threads.emplace_back([&, w] {
+      auto stub = v1::WorkerApi::NewStub(channels[w]);
+      const std::string id = Register(stub.get(), 1000 + w);
+      v1::AcquireRunResponse lease;
+      while (Acquire(stub.get(), id, &lease)) {
+        ++grants;
+        lease.Clear();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed = Since(start);
+  std::printf("scheduling: %lld lease grants by %d workers in %.3f s: %.0f grants/s\n",
+              static_cast<long long>(grants.load()), o.workers, elapsed, grants / elapsed);
+  std::printf("RESULT grants_per_second %.0f\n", grants / elapsed);
+}
+
+// One trial = acquire, report 10 intermediate values, complete.
+void Trials(const Options& o, const std::string& address, v1::Coordinator::Stub* client) {
+  Submit(client, GridSweep(o.runs, "trials"), nullptr);
+  auto channels = Channels(address, o.workers);
+  std::atomic<int64_t> trials{0};
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (int w = 0; w < o.workers; ++w) {
+    threads.emplace_back([&, w] {
+      auto stub = v1::WorkerApi::NewStub(channels[w]);
+      const std::string id = Register(stub.get(), 2000 + w);
+      v1::AcquireRunResponse lease;
+      while (Acquire(stub.get(), id, &lease)) {
+        v1::ReportMetricsRequest req;
+        req.set_run_id(lease.run_id());
+        req.set_lease_epoch(lease.lease_epoch());
+        for (int step = 0; step < 10; ++step) {
+          auto* p = req.add_points();
+          p->set_name("test/error");
+          p->set_step(step);
+          p->set_value(10.0 - step);
+          p->set_time(1.7e9);
+        }
+        grpc::ClientContext rctx;
+        v1::ReportMetricsResponse rresp;
+        stub->ReportMetrics(&rctx, req, &rresp);
+        grpc::ClientContext cctx;
+        v1::CompleteRunRequest done;
+        done.set_run_id(lease.run_id());
+        done.set_lease_epoch(lease.lease_epoch());
+        done.set_outcome(v1::RUN_STATE_SUCCEEDED);
+        (*done.mutable_final())["test/error"] = 1.0;
+        v1::CompleteRunResponse cresp;
+        if (stub->CompleteRun(&cctx, done, &cresp).ok()) ++trials;
+        lease.Clear();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed = Since(start);
+  std::printf("trials: %lld trials (acquire, 10 values, complete) by %d workers in %.3f s: %.0f trials/s\n",
+              static_cast<long long>(trials.load()), o.workers, elapsed, trials / elapsed);
+  std::printf("RESULT trials_per_second %.0f\n", trials / elapsed);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B] "
+                         "[--runs R] [--only ingest|schedule|trials] [--quick]\n");
+    return 2;
+  }
+  Options o;
+  o.madamd = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--workers") o.workers = std::atoi(next().c_str());
+    else if (a == "--seconds") o.seconds = std::atof(next().c_str());
+    else if (a == "--batch") o.batch = std::atoi(next().c_str());
+    else if (a == "--runs") o.runs = std::atoi(next().c_str());
+    else if (a == "--only") o.only = next();
+    else if (a == "--quick") { o.seconds = 1; o.runs = 500; o.workers = 4; }
+    else {
+      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  madam::testing::TempDir dir;
+  const std::string db = dir.path() + "/bench.db";
+  auto madamd = madam::testing::StartMadamd(o.madamd, db, {"--lease-seconds", "300"});
+  auto client = v1::Coordinator::NewStub(
+      grpc::CreateChannel(madamd.address, grpc::InsecureChannelCredentials()));
+  if (o.only.empty() || o.only == "ingest") Ingest(o, madamd.address, db, client.get());
+  if (o.only.empty() || o.only == "schedule") Schedule(o, madamd.address, client.get());
+  if (o.only.empty() || o.only == "trials") Trials(o, madamd.address, client.get());
+  return 0;
+}
