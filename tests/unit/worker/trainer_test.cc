@@ -1,0 +1,392 @@
+// The training loop end to end through the torch-free Trainer API: every
+// optimiser, every task on generated files, resume, export, faults.
+#include "worker/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/unit/worker/test_files.h"
+#include "worker/train_command.h"
+
+namespace madam::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace madam::worker::testing;
+
+class CollectingSink : public MetricSink {
+ public:
+  void Write(const MetricPoint& p) override { points.push_back(p); }
+  std::vector<MetricPoint> Named(const std::string& name) const {
+    std::vector<MetricPoint> out;
+    for (const auto& p : points) {
+      if (p.name == name) out.push_back(p);
+    }
+    return out;
+  }
+  std::vector<MetricPoint> points;
+};
+
+RunConfig Config(const std::string& task, const std::string& optimizer, double lr, int64_t epochs) {
+  RunParams params{{"task", ParamValue::String(task)},
+                   {"optimizer", ParamValue::String(optimizer)},
+                   {"lr", ParamValue::Number(lr)},
+                   {"epochs", ParamValue::Number(static_cast<double>(epochs))}};
+  auto c = RunConfigFromParams(params);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return *c;
+}
+
+WorkerOptions CpuOptions(const std::string& data_dir = "") {
+  WorkerOptions o;
+  o.device = "cpu";
+  o.data_dir = data_dir;
+  o.threads = 1;
+  return o;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("madam_trainer_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+class OptimizerTrainsTest : public TrainerTest,
+                            public ::testing::WithParamInterface<std::pair<const char*, double>> {};
+
+TEST_P(OptimizerTrainsTest, SyntheticLossFalls) {
+  auto [optimizer, lr] = GetParam();
+  Trainer trainer(CpuOptions());
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  RunSummary s = trainer.Run(Config("synthetic-mlp", optimizer, lr, 3), hooks);
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  EXPECT_EQ(s.steps, 3 * 16);  // 2000 samples / batch 128
+  auto losses = sink.Named("train/loss");
+  ASSERT_GE(losses.size(), 3u);
+  EXPECT_LT(losses.back().value, losses.front().value * 0.8) << optimizer;
+  EXPECT_EQ(losses.back().step, 48);
+  for (const char* name : {"test/loss", "test/error", "lr", "samples_per_second",
+                           "optim/relative_update", "optim/at_bound_fraction", "optim/sign_flips"}) {
+    EXPECT_EQ(s.final.count(name), 1u) << name;
+  }
+  EXPECT_LT(s.final["test/error"], 50.0) << optimizer;
+  EXPECT_GT(s.final["optim/relative_update"], 0.0);
+  if (std::string(optimizer) == "madam" || std::string(optimizer) == "int_madam") {
+    EXPECT_EQ(s.final["optim/sign_flips"], 0.0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOptimizers, OptimizerTrainsTest,
+                         ::testing::Values(std::make_pair("sgd", 0.1), std::make_pair("adam", 0.01),
+                                           std::make_pair("madam", 0.01),
+                                           std::make_pair("int_madam", 0.03)));
+
+std::map<std::string, double> WithoutTiming(std::map<std::string, double> m) {
+  m.erase("samples_per_second");
+  return m;
+}
+
+TEST_F(TrainerTest, ResumeFromAnyEpochMatchesUninterruptedRun) {
+  for (const char* optimizer : {"madam", "int_madam", "sgd", "adam"}) {
+    Trainer trainer(CpuOptions());
+    RunConfig c = Config("synthetic-mlp", optimizer, 0.01, 3);
+    c.lr_decay_patience = 1;  // exercise the scheduler state too
+    RunHooks hooks;
+    hooks.checkpoint_dir = Path(std::string("ckpt-") + optimizer);
+    CollectingSink full_sink;
+    hooks.sink = &full_sink;
+    RunSummary full = trainer.Run(c, hooks);
+    ASSERT_EQ(full.status, "succeeded") << full.error;
+    EXPECT_EQ(full.last_checkpoint, hooks.checkpoint_dir + "/epoch-3.pt");
+    EXPECT_EQ(FindLatestCheckpoint(hooks.checkpoint_dir), hooks.checkpoint_dir + "/epoch-3.pt");
+    for (int epoch : {1, 2}) {
+      RunHooks resume;
+      resume.resume_from = hooks.checkpoint_dir + "/epoch-" + std::to_string(epoch) + ".pt";
+      CollectingSink sink;
+      resume.sink = &sink;
+      RunSummary r = trainer.Run(c, resume);
+      ASSERT_EQ(r.status, "succeeded") << r.error;
+      EXPECT_EQ(r.steps, full.steps);
+      EXPECT_EQ(WithoutTiming(r.final), WithoutTiming(full.final)) << optimizer << " epoch " << epoch;
+      // Step numbering continues where the checkpoint left off.
+      ASSERT_FALSE(sink.points.empty());
+      EXPECT_GT(sink.points.front().step, epoch * 16);
+      EXPECT_EQ(sink.Named("train/loss").back().step, full_sink.Named("train/loss").back().step);
+    }
+  }
+}
+
+TEST_F(TrainerTest, CheckpointFromAnotherOptimizerOrTaskIsRejected) {
+  Trainer trainer(CpuOptions());
+  RunHooks hooks;
+  hooks.checkpoint_dir = Path("ckpt");
+  ASSERT_EQ(trainer.Run(Config("synthetic-mlp", "madam", 0.01, 1), hooks).status, "succeeded");
+  RunHooks resume;
+  resume.resume_from = Path("ckpt/epoch-1.pt");
+  RunSummary s = trainer.Run(Config("synthetic-mlp", "adam", 0.01, 2), resume);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("optimizer madam"), std::string::npos) << s.error;
+
+  WriteFashionMnistDir(Path("fm"), 64, 16);
+  Trainer fm(CpuOptions(Path("fm")));
+  s = fm.Run(Config("fmnist-mlp", "madam", 0.01, 2), resume);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("task synthetic-mlp"), std::string::npos) << s.error;
+
+  resume.resume_from = Path("nope.pt");
+  s = trainer.Run(Config("synthetic-mlp", "madam", 0.01, 2), resume);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("nope.pt"), std::string::npos);
+
+  WriteFile(Path("garbage.pt"), "not a checkpoint");
+  resume.resume_from = Path("garbage.pt");
+  s = trainer.Run(Config("synthetic-mlp", "madam", 0.01, 2), resume);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("garbage.pt"), std::string::npos);
+}
+
+TEST_F(TrainerTest, InjectedFailure) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "madam", 0.01, 2);
+  c.fail_at_step = 5;
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  RunSummary s = trainer.Run(c, hooks);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_EQ(s.error, "injected failure at step 5");
+}
+
+TEST_F(TrainerTest, StopHookStopsTheRun) {
+  Trainer trainer(CpuOptions());
+  int polls = 0;
+  RunHooks hooks;
+  hooks.should_stop = [&] { return ++polls > 3; };
+  RunSummary s = trainer.Run(Config("synthetic-mlp", "madam", 0.01, 2), hooks);
+  EXPECT_EQ(s.status, "stopped");
+  EXPECT_EQ(s.steps, 3);
+}
+
+TEST_F(TrainerTest, HugeLearningRateDiverges) {
+  Trainer trainer(CpuOptions());
+  RunSummary s = trainer.Run(Config("synthetic-mlp", "sgd", 1e6, 2), RunHooks{});
+  EXPECT_EQ(s.status, "diverged") << s.error;
+}
+
+TEST_F(TrainerTest, ExportRoundTripGivesSameTestMetric) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "int_madam", 0.01, 2);
+  c.bits = 8;
+  c.base_lr = 0.005;
+  RunHooks hooks;
+  hooks.export_model = Path("model.mdq");
+  RunSummary s = trainer.Run(c, hooks);
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  ASSERT_GT(s.export_bytes, 0);
+  EXPECT_LT(s.export_bytes, s.fp32_bytes * 9 / 32 + 4096);  // 8 bits + 1 sign bit per weight
+  auto m = trainer.EvaluateExportedModel(c, Path("model.mdq"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_NEAR(m->at("test/error"), s.final["test/error"], 0.21);  // at most one sample of 500
+  EXPECT_NEAR(m->at("test/loss"), s.final["test/loss"], 1e-3);
+
+  RunConfig other = Config("fmnist-mlp", "int_madam", 0.01, 1);
+  EXPECT_FALSE(trainer.EvaluateExportedModel(other, Path("model.mdq")).ok());
+
+  RunHooks bad;
+  bad.export_model = Path("m2.mdq");
+  s = trainer.Run(Config("synthetic-mlp", "madam", 0.01, 1), bad);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("int_madam"), std::string::npos);
+}
+
+TEST_F(TrainerTest, MissingDataNamesWhatBelongsThere) {
+  Trainer trainer(CpuOptions(Path("empty")));
+  RunSummary s = trainer.Run(Config("fmnist-mlp", "madam", 0.01, 1), RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find(Path("empty") + "/train-images-idx3-ubyte.gz"), std::string::npos) << s.error;
+  Trainer no_dir(CpuOptions());
+  s = no_dir.Run(Config("cifar10-resnet18", "madam", 0.01, 1), RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("--data-dir"), std::string::npos) << s.error;
+  EXPECT_NE(s.error.find("data_batch_1"), std::string::npos) << s.error;
+  s = no_dir.Run(Config("wikitext2-transformer", "madam", 0.01, 1), RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("wiki.train.tokens"), std::string::npos) << s.error;
+}
+
+TEST_F(TrainerTest, PlateauDecaysLrAndIntMadamStopsAtBaseLr) {
+  Trainer trainer(CpuOptions());
+  // A learning rate too small to move the test error: every epoch is a plateau.
+  RunConfig c = Config("synthetic-mlp", "madam", 1e-7, 4);
+  c.lr_decay_patience = 1;
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  ASSERT_EQ(trainer.Run(c, hooks).status, "succeeded");
+  auto lr = sink.Named("lr");
+  ASSERT_EQ(lr.size(), 4u);
+  EXPECT_DOUBLE_EQ(lr[0].value, 1e-7);
+  EXPECT_DOUBLE_EQ(lr[1].value, 1e-7);  // epoch 1 set the best; epoch 2 is the first plateau
+  EXPECT_NEAR(lr[2].value, 1e-8, 1e-20);
+  EXPECT_NEAR(lr[3].value, 1e-9, 1e-20);
+
+  // int_madam: eta decays toward eta0 and stops there (lr_factor >= 1). With
+  // a 12-bit ladder at base_lr 0.01 the uniform init leaves a dead network,
+  // so the test error never improves.
+  RunConfig ic = Config("synthetic-mlp", "int_madam", 0.03, 5);
+  ic.base_lr = 0.01;
+  ic.lr_decay_patience = 0;
+  CollectingSink isink;
+  hooks.sink = &isink;
+  ASSERT_EQ(trainer.Run(ic, hooks).status, "succeeded");
+  auto ilr = isink.Named("lr");
+  ASSERT_EQ(ilr.size(), 5u);
+  EXPECT_DOUBLE_EQ(ilr[0].value, 0.03);
+  for (const auto& p : ilr) EXPECT_GE(p.value, 0.01 * (1 - 1e-12));
+  EXPECT_NEAR(ilr.back().value, 0.01, 1e-12);
+}
+
+TEST_F(TrainerTest, UnknownDeviceFailsEveryRun) {
+  WorkerOptions o = CpuOptions();
+  o.device = "tpu:0";
+  Trainer trainer(o);
+  RunSummary s = trainer.Run(Config("synthetic-mlp", "madam", 0.01, 1), RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("tpu:0"), std::string::npos) << s.error;
+}
+
+TEST_F(TrainerTest, FashionMnistTasksOnGeneratedFiles) {
+  WriteFashionMnistDir(Path("fm"), 200, 50);
+  Trainer trainer(CpuOptions(Path("fm")));
+  for (const char* task : {"fmnist-mlp", "fmnist-cnn"}) {
+    RunConfig c = Config(task, "madam", 0.01, 1);
+    c.batch_size = 50;
+    RunSummary s = trainer.Run(c, RunHooks{});
+    ASSERT_EQ(s.status, "succeeded") << task << ": " << s.error;
+    EXPECT_EQ(s.steps, 4);
+    EXPECT_EQ(s.final.count("test/error"), 1u);
+  }
+}
+
+TEST_F(TrainerTest, CifarTasksOnGeneratedFiles) {
+  WriteCifar10Dir(Path("c10"), 2, 4);
+  WriteCifar100Dir(Path("c100"), 6, 4);
+  for (auto [task, dir] : {std::make_pair("cifar10-resnet18", "c10"),
+                           std::make_pair("cifar100-resnet18", "c100")}) {
+    Trainer trainer(CpuOptions(Path(dir)));
+    RunConfig c = Config(task, "madam", 0.01, 1);
+    c.batch_size = 5;
+    RunSummary s = trainer.Run(c, RunHooks{});
+    ASSERT_EQ(s.status, "succeeded") << task << ": " << s.error;
+    EXPECT_EQ(s.steps, 2);
+    EXPECT_EQ(s.final.count("test/error"), 1u);
+  }
+}
+
+TEST_F(TrainerTest, WikiTextOnGeneratedFiles) {
+  WriteWikiTextDir(Path("wt"), 60);
+  Trainer trainer(CpuOptions(Path("wt")));
+  RunConfig c = Config("wikitext2-transformer", "adam", 0.001, 2);
+  c.batch_size = 8;
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  RunSummary s = trainer.Run(c, hooks);
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  ASSERT_EQ(s.final.count("test/perplexity"), 1u);
+  EXPECT_EQ(s.final.count("test/error"), 0u);
+  auto ppl = sink.Named("test/perplexity");
+  ASSERT_EQ(ppl.size(), 2u);
+  EXPECT_LT(ppl[1].value, ppl[0].value);
+  EXPECT_LT(ppl[1].value, 40.0);  // 23-word vocabulary (with <unk>, <eos>, headings)
+}
+
+TEST_F(TrainerTest, TrainCommandRejectsBadInput) {
+  TrainCommandOptions o;
+  o.task = "synthetic-mlp";
+  o.optimizer = "madam";
+  o.params = {"learning_rate=0.1"};
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 2);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("learning_rate"), std::string::npos) << err;
+
+  o.params = {};
+  o.optimizer = "rmsprop";
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 2);
+  err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("rmsprop"), std::string::npos) << err;
+
+  o.optimizer = "madam";
+  o.task = "mnist";
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 2);
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find("mnist"), std::string::npos);
+
+  o.task = "synthetic-mlp";
+  o.device = "tpu";
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 2);
+  ::testing::internal::GetCapturedStderr();
+}
+
+TEST_F(TrainerTest, TrainCommandWritesMetricsAndSummary) {
+  TrainCommandOptions o;
+  o.task = "synthetic-mlp";
+  o.optimizer = "int_madam";
+  o.epochs = "2";
+  o.bits = "10";
+  o.base_lr = "0.004";
+  o.lr = "0.02";
+  o.threads = 1;
+  o.device = "cpu";
+  o.progress = false;
+  o.metrics_out = Path("m.jsonl");
+  o.summary_json = Path("s.json");
+  o.export_model = Path("model.mdq");
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 0);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("FP32"), std::string::npos) << err;
+  std::ifstream s(Path("s.json"));
+  std::string summary((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
+  EXPECT_NE(summary.find("\"status\": \"succeeded\""), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"steps\": 32"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"export_bytes\""), std::string::npos) << summary;
+  std::ifstream m(Path("m.jsonl"));
+  std::string line;
+  int lines = 0;
+  while (std::getline(m, line)) {
+    ++lines;
+    EXPECT_EQ(line.front(), '{');
+    EXPECT_NE(line.find("\"step\":"), std::string::npos);
+  }
+  EXPECT_GT(lines, 10);
+
+  o.params = {"fail_at_step=3"};
+  o.export_model.clear();
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 1);
+  ::testing::internal::GetCapturedStderr();
+  std::ifstream s2(Path("s.json"));
+  std::string failed((std::istreambuf_iterator<char>(s2)), std::istreambuf_iterator<char>());
+  EXPECT_NE(failed.find("injected failure at step 3"), std::string::npos) << failed;
+}
+
+}  // namespace
+}  // namespace madam::worker

@@ -1,0 +1,36 @@
+// Serve mode: `madam-worker [--coordinator ADDR] ...` pulls runs from madamd
+// under leases, trains them with the Trainer, streams metrics and completes
+// them, until SIGINT/SIGTERM (ARCHITECTURE.md sections 3 and 5).
+// Torch-free: training goes through worker/trainer.h.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace madam::worker {
+
+struct ServeOptions {
+  std::string coordinator = "127.0.0.1:7070";
+  std::string device = "auto";
+  std::string data_dir;
+  int threads = 0;
+  std::string name;   // default: host name and device
+  std::string token;  // sent as "authorization: Bearer TOKEN"; never logged
+  // Where run checkpoints go when the coordinator names no directory.
+  std::string checkpoint_dir = "madam-checkpoints";
+  // Exit after this many runs (0: serve until stopped). For tests and batch
+  // jobs that should end.
+  int max_runs = 0;
+  // Exit when no run has been available for this many seconds (0: never).
+  double idle_exit_seconds = 0;
+};
+
+// Registers serve-mode flags on the top-level app (they apply when no
+// subcommand is given).
+void AddServeFlags(CLI::App& app, ServeOptions& options);
+
+// Serves until stopped; returns the process exit status.
+int RunServe(const ServeOptions& options);
+
+}  // namespace madam::worker

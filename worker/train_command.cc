@@ -1,0 +1,195 @@
+#include "worker/train_command.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "common/run_config.h"
+#include "worker/trainer.h"
+
+namespace madam::worker {
+namespace {
+
+using json = nlohmann::json;
+
+// Writes metric points as JSON Lines {"name","step","value","time"}.
+class JsonLinesSink : public MetricSink {
+ public:
+  explicit JsonLinesSink(const std::string& path) : out_(path, std::ios::trunc) {}
+  bool ok() const { return static_cast<bool>(out_); }
+  void Write(const MetricPoint& p) override {
+    json j = {{"name", p.name}, {"step", p.step}, {"value", p.value}, {"time", p.time}};
+    out_ << j.dump() << '\n';
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+ParamValue ParseParamValue(const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (!text.empty() && end == text.c_str() + text.size()) return ParamValue::Number(v);
+  return ParamValue::String(text);
+}
+
+std::string FormatDuration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) seconds = 0;
+  long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
+  }
+  return buf;
+}
+
+void ShowProgress(const ProgressInfo& p, bool tty) {
+  if (tty) {
+    constexpr int kWidth = 24;
+    double frac = p.total_steps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.total_steps) : 0;
+    int filled = static_cast<int>(frac * kWidth);
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(kWidth, '.');
+    std::fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] step %lld/%lld loss %.4f %.0f samples/s eta %s",
+                 static_cast<long long>(p.epoch), static_cast<long long>(p.epochs), bar.c_str(),
+                 static_cast<long long>(p.step), static_cast<long long>(p.total_steps), p.loss,
+                 p.samples_per_second, FormatDuration(p.eta_seconds).c_str());
+    if (p.epoch_end && p.epoch == p.epochs) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  } else if (p.epoch_end) {
+    std::fprintf(stderr, "epoch %lld/%lld step %lld/%lld loss %.4f %.0f samples/s eta %s\n",
+                 static_cast<long long>(p.epoch), static_cast<long long>(p.epochs),
+                 static_cast<long long>(p.step), static_cast<long long>(p.total_steps), p.loss,
+                 p.samples_per_second, FormatDuration(p.eta_seconds).c_str());
+  }
+}
+
+bool ValidDevice(const std::string& d) {
+  static const std::regex re("auto|cpu|cuda|cuda:[0-9]+");
+  return std::regex_match(d, re);
+}
+
+}  // namespace
+
+CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& o) {
+  CLI::App* cmd = app.add_subcommand("train", "Run one training run without a coordinator");
+  cmd->add_option("--task", o.task, "Task (fmnist-mlp, fmnist-cnn, cifar10-resnet18, "
+                                    "cifar100-resnet18, wikitext2-transformer, synthetic-mlp)")
+      ->required();
+  cmd->add_option("--optimizer", o.optimizer, "Optimiser (sgd, adam, madam, int_madam)")->required();
+  cmd->add_option("--lr", o.lr, "Learning rate (default 0.01)");
+  cmd->add_option("--epochs", o.epochs, "Epochs (default 3)");
+  cmd->add_option("--batch-size", o.batch_size, "Batch size (default 128)");
+  cmd->add_option("--seed", o.seed, "Seed (default 0)");
+  cmd->add_option("--bits", o.bits, "int_madam: bits per weight (default 12)");
+  cmd->add_option("--base-lr", o.base_lr, "int_madam: eta0, the ladder spacing (default 0.001)");
+  cmd->add_option("--param", o.params, "Any run parameter as k=v (repeatable)");
+  cmd->add_option("--device", o.device, "auto | cpu | cuda:N");
+  cmd->add_option("--data-dir", o.data_dir, "Dataset directory (default: per task)");
+  cmd->add_option("--threads", o.threads, "Intra-op threads (0: LibTorch default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--metrics-out", o.metrics_out, "Write metric points as JSON Lines");
+  cmd->add_option("--summary-json", o.summary_json, "Write the run summary as JSON");
+  cmd->add_option("--checkpoint-dir", o.checkpoint_dir, "Write a checkpoint every epoch here");
+  cmd->add_option("--resume-from", o.resume_from, "Continue from this checkpoint file");
+  cmd->add_option("--export-model", o.export_model, "int_madam: write the B-bit model here");
+  cmd->add_flag("!--no-progress", o.progress, "Never draw a progress bar");
+  return cmd;
+}
+
+int RunTrainCommand(const TrainCommandOptions& o) {
+  RunParams params;
+  params["task"] = ParamValue::String(o.task);
+  params["optimizer"] = ParamValue::String(o.optimizer);
+  auto set = [&](const char* name, const std::string& v) {
+    if (!v.empty()) params[name] = ParseParamValue(v);
+  };
+  set("lr", o.lr);
+  set("epochs", o.epochs);
+  set("batch_size", o.batch_size);
+  set("seed", o.seed);
+  set("bits", o.bits);
+  set("base_lr", o.base_lr);
+  for (const auto& kv : o.params) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "madam-worker train: --param expects k=v, got \"" << kv << "\"\n";
+      return 2;
+    }
+    params[kv.substr(0, eq)] = ParseParamValue(kv.substr(eq + 1));
+  }
+  auto config = RunConfigFromParams(params);
+  if (!config.ok()) {
+    std::cerr << "madam-worker train: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (!ValidDevice(o.device)) {
+    std::cerr << "madam-worker train: --device must be auto, cpu or cuda:N, got \"" << o.device
+              << "\"\n";
+    return 2;
+  }
+
+  std::unique_ptr<JsonLinesSink> sink;
+  if (!o.metrics_out.empty()) {
+    sink = std::make_unique<JsonLinesSink>(o.metrics_out);
+    if (!sink->ok()) {
+      std::cerr << "madam-worker train: cannot write --metrics-out " << o.metrics_out << "\n";
+      return 1;
+    }
+  }
+  WorkerOptions wo;
+  wo.device = o.device;
+  wo.data_dir = o.data_dir;
+  wo.threads = o.threads;
+  Trainer trainer(wo);
+  RunHooks hooks;
+  hooks.sink = sink.get();
+  hooks.checkpoint_dir = o.checkpoint_dir;
+  hooks.resume_from = o.resume_from;
+  hooks.export_model = o.export_model;
+  const bool tty = o.progress && isatty(STDERR_FILENO);
+  hooks.on_progress = [tty](const ProgressInfo& p) { ShowProgress(p, tty); };
+
+  RunSummary s = trainer.Run(*config, hooks);
+  sink.reset();  // flush metrics before reporting
+
+  std::cerr << "status " << s.status;
+  for (const auto& [k, v] : s.final) {
+    if (k.rfind("test/", 0) == 0) std::cerr << "  " << k << " " << v;
+  }
+  std::cerr << "  train_seconds " << s.train_seconds << "  steps " << s.steps << "\n";
+  if (!s.error.empty()) std::cerr << "error: " << s.error << "\n";
+  if (s.export_bytes > 0) {
+    std::fprintf(stderr, "exported %s: %lld bytes (%lld-bit) vs %lld bytes FP32 (%.1f%%)\n",
+                 o.export_model.c_str(), static_cast<long long>(s.export_bytes),
+                 static_cast<long long>(config->bits), static_cast<long long>(s.fp32_bytes),
+                 s.fp32_bytes ? 100.0 * static_cast<double>(s.export_bytes) / static_cast<double>(s.fp32_bytes) : 0.0);
+  }
+  if (!o.summary_json.empty()) {
+    json j = {{"status", s.status}, {"final", s.final}, {"train_seconds", s.train_seconds},
+              {"steps", s.steps}};
+    if (!s.error.empty()) j["error"] = s.error;
+    if (s.export_bytes > 0) {
+      j["export_bytes"] = s.export_bytes;
+      j["fp32_bytes"] = s.fp32_bytes;
+    }
+    std::ofstream out(o.summary_json, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out) {
+      std::cerr << "madam-worker train: cannot write --summary-json " << o.summary_json << "\n";
+      return 1;
+    }
+  }
+  return s.status == "failed" ? 1 : 0;
+}
+
+}  // namespace madam::worker

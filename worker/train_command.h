@@ -1,0 +1,34 @@
+// `madam-worker train`: one run without a coordinator (ARCHITECTURE.md
+// section 3). Flags are registered on a CLI11 subcommand by AddTrainCommand;
+// RunTrainCommand runs the parsed command and returns the process exit
+// status: 0 succeeded or diverged, 1 failed, 2 usage error (bad parameter).
+// Torch-free.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace madam::worker {
+
+struct TrainCommandOptions {
+  std::string task, optimizer;
+  std::vector<std::string> params;  // k=v, applied after the dedicated flags
+  // Dedicated run-parameter flags; empty string: not given.
+  std::string lr, epochs, batch_size, seed, bits, base_lr;
+  std::string device = "auto";
+  std::string data_dir;
+  int threads = 0;
+  std::string metrics_out, summary_json;
+  std::string checkpoint_dir, resume_from, export_model;
+  bool progress = true;  // false: never draw a progress bar (--no-progress)
+};
+
+// Registers the `train` subcommand on `app`, storing flags into `options`
+// (which must outlive parsing). Returns the subcommand.
+CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& options);
+
+int RunTrainCommand(const TrainCommandOptions& options);
+
+}  // namespace madam::worker

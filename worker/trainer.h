@@ -1,0 +1,124 @@
+// Trainer: runs one training run of a compiled-in task (ARCHITECTURE.md
+// section 6) and reports metrics, progress, checkpoints and a summary.
+//
+// This header is torch-free on purpose: the coordinator client (serve mode)
+// and the standalone `madam-worker train` command both drive runs through it
+// without compiling LibTorch headers.
+//
+// Thread-safety: a Trainer runs one run at a time; Run() must not be called
+// concurrently on one Trainer. Hooks (sink, should_stop, on_progress) are
+// invoked on the thread that called Run(). The Trainer owns a dataset cache:
+// each dataset is loaded once per process (per Trainer) and reused across runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/run_config.h"
+
+namespace madam::worker {
+
+// One metric point (ARCHITECTURE.md section 6 names). `step` is the global
+// training step (number of optimiser steps taken so far); `time` is unix seconds.
+//
+// What a run reports, and when:
+//   every 10th step and the last step of each epoch: train/loss (that step's
+//     batch loss), optim/relative_update (mean over tensors of ||dW||/||W||
+//     for that step), optim/sign_flips (weights whose sign changed in that
+//     step) and optim/at_bound_fraction (share of weights with
+//     |w| >= bound * (1 - 1e-6); the bound is sigma* for madam/int_madam and,
+//     as a reference, p_scale * RMS(initial tensor) for sgd/adam);
+//   after every epoch: test/loss, test/error (percent) or test/perplexity,
+//     lr (the rate the epoch trained with, before any plateau decay) and
+//     samples_per_second (training loop only, evaluation excluded).
+// A run resumed from a checkpoint numbers its steps exactly as the
+// uninterrupted run does.
+struct MetricPoint {
+  std::string name;
+  int64_t step = 0;
+  double value = 0;
+  double time = 0;
+};
+
+// Receives metric points as they are produced, on the training thread.
+class MetricSink {
+ public:
+  virtual ~MetricSink() = default;
+  virtual void Write(const MetricPoint& point) = 0;
+};
+
+struct WorkerOptions {
+  std::string device = "auto";  // auto (cuda if available, else cpu) | cpu | cuda:N
+  std::string data_dir;         // empty: the task's default location
+  int threads = 0;              // intra-op threads; 0 leaves LibTorch's default
+};
+
+// Where the training loop is; for progress bars.
+struct ProgressInfo {
+  int64_t epoch = 0;        // 1-based
+  int64_t epochs = 0;
+  int64_t step = 0;         // global step
+  int64_t total_steps = 0;  // over the whole run
+  double loss = 0;          // last logged train loss
+  double samples_per_second = 0;
+  double eta_seconds = 0;   // estimated time left
+  bool epoch_end = false;   // true once per epoch, after its evaluation
+};
+
+struct RunHooks {
+  MetricSink* sink = nullptr;        // not owned; may be null
+  std::function<bool()> should_stop;  // polled every step; true stops with status "stopped"
+  // Empty: no checkpoints. Else <dir>/epoch-<N>.pt after every epoch, and
+  // <dir>/latest naming the newest one.
+  std::string checkpoint_dir;
+  std::string resume_from;   // a checkpoint file to continue from; empty starts fresh
+  std::string export_model;  // int_madam only: write the B-bit model here at the end
+  std::function<void(const ProgressInfo&)> on_progress;  // every logged step and epoch end
+};
+
+struct RunSummary {
+  std::string status;  // succeeded | diverged | failed | stopped
+  // The last value of every metric the run reported.
+  std::map<std::string, double> final;
+  double train_seconds = 0;
+  int64_t steps = 0;
+  std::string error;            // set when failed
+  std::string last_checkpoint;  // newest checkpoint written (empty: none)
+  int64_t export_bytes = 0;     // size of the --export-model file (0: none)
+  int64_t fp32_bytes = 0;       // the same parameters as float32
+};
+
+class Trainer {
+ public:
+  explicit Trainer(WorkerOptions options);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains `config` to completion (or divergence, failure, stop). Never
+  // throws: every error becomes status "failed" with the message in `error`.
+  RunSummary Run(const RunConfig& config, const RunHooks& hooks);
+
+  // Loads a model exported with --export-model for `config.task` and
+  // evaluates it on the test split: the test metrics (test/loss and
+  // test/error or test/perplexity). Never throws.
+  Result<std::map<std::string, double>> EvaluateExportedModel(const RunConfig& config,
+                                                             const std::string& path);
+
+  // The device runs use, as text ("cpu", "cuda:0"); resolves "auto".
+  std::string DeviceName() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The newest checkpoint under `dir` (by its `latest` pointer, else the
+// highest epoch-<N>.pt), or "" when there is none.
+std::string FindLatestCheckpoint(const std::string& dir);
+
+
+}  // namespace madam::worker

@@ -1,0 +1,23 @@
+// madam-worker: `train` runs one run standalone; with no subcommand the
+// worker serves a coordinator (serve mode). Parses flags and dispatches only.
+#include <CLI/CLI.hpp>
+
+#include "worker/serve_command.h"
+#include "worker/train_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"madam-worker: trains runs of the Madam experiments; with no subcommand, serves "
+               "runs from a madamd coordinator"};
+  madam::worker::ServeOptions serve_options;
+  madam::worker::AddServeFlags(app, serve_options);
+  madam::worker::TrainCommandOptions train_options;
+  CLI::App* train = madam::worker::AddTrainCommand(app, train_options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (train->parsed()) return madam::worker::RunTrainCommand(train_options);
+  return madam::worker::RunServe(serve_options);
+}
