@@ -1,0 +1,455 @@
+#include "cli/sweep_commands.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "cli/output.h"
+#include "common/sweep_spec.h"
+
+namespace madam::cli {
+
+namespace v1 = madam::v1;
+using std::chrono::milliseconds;
+
+namespace {
+
+// Reads the whole sweep file, or says why it cannot.
+bool ReadSweepFile(const std::string& path, std::string* text, std::string* error) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    *error = "cannot read sweep file \"" + path + "\": it is a directory";
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read sweep file \"" + path + "\": " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) {
+    *error = "cannot read sweep file \"" + path + "\": " + std::strerror(errno);
+    return false;
+  }
+  *text = buffer.str();
+  // The coordinator enforces the same limit; checking here turns a 4 MiB
+  // transport error into a message about the file.
+  const size_t max_bytes = madam::SweepLimits{}.max_bytes;
+  if (text->size() > max_bytes) {
+    *error = "sweep file \"" + path + "\" is " + std::to_string(text->size()) +
+             " bytes; the limit is " + std::to_string(max_bytes);
+    return false;
+  }
+  return true;
+}
+
+milliseconds Backoff(int retry) {  // retry = 1, 2, 3, ...
+  return milliseconds(500LL << std::min(retry - 1, 4));
+}
+
+std::string SecondsText(milliseconds d) { return FormatNumber(d.count() / 1000.0) + "s"; }
+
+bool IsTerminalSweepState(const std::string& state) { return state != "running" && !state.empty(); }
+
+void PrintSweepTable(const CommandEnv& env, const google::protobuf::RepeatedPtrField<v1::Sweep>& sweeps) {
+  Table table({"ID", "NAME", "STATE", "PROGRESS", "PENDING", "RUNNING", "SUCCEEDED", "DIVERGED",
+               "FAILED", "CANCELLED", "CREATED"});
+  for (const v1::Sweep& s : sweeps) {
+    const v1::RunCounts& c = s.counts();
+    table.AddRow({s.id(), s.name(), s.state(),
+                  std::to_string(DoneRuns(c)) + "/" + std::to_string(TotalRuns(c)),
+                  std::to_string(c.pending()), std::to_string(c.running()),
+                  std::to_string(c.succeeded()), std::to_string(c.diverged()),
+                  std::to_string(c.failed()), std::to_string(c.cancelled()),
+                  FormatTimeMs(s.created_at_ms())});
+  }
+  table.Print(*env.out);
+}
+
+void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s) {
+  const v1::RunCounts& c = s.counts();
+  std::string metric = s.metric_name();
+  if (!s.metric_goal().empty()) metric += " (" + s.metric_goal() + ")";
+  PrintKeyValues(*env.out, {
+      {"id", s.id()},
+      {"name", s.name()},
+      {"state", s.state()},
+      {"metric", metric},
+      {"progress", std::to_string(DoneRuns(c)) + "/" + std::to_string(TotalRuns(c)) + " runs done"},
+      {"pending", std::to_string(c.pending())},
+      {"running", std::to_string(c.running())},
+      {"succeeded", std::to_string(c.succeeded())},
+      {"diverged", std::to_string(c.diverged())},
+      {"failed", std::to_string(c.failed())},
+      {"cancelled", std::to_string(c.cancelled())},
+      {"max_concurrent", s.max_concurrent() > 0 ? std::to_string(s.max_concurrent()) : "unlimited"},
+      {"max_attempts", std::to_string(s.max_attempts())},
+      {"device", s.device()},
+      {"created", FormatTimeMs(s.created_at_ms())},
+  });
+}
+
+// The end of a watch: the verdict line and the exit status.
+int ReportSweepEnd(const CommandEnv& env, const v1::Sweep& sweep) {
+  const v1::RunCounts& c = sweep.counts();
+  if (!env.json) {
+    *env.out << "sweep " << sweep.id() << " " << sweep.state() << ": " << c.succeeded()
+             << " succeeded, " << c.diverged() << " diverged, " << c.failed() << " failed, "
+             << c.cancelled() << " cancelled\n"
+             << std::flush;
+  }
+  if (c.failed() > 0) {
+    env.Error("sweep " + sweep.id() + " ended with " + std::to_string(c.failed()) + " failed run" +
+              (c.failed() == 1 ? "" : "s") + "; see `madamctl run list --sweep " + sweep.id() +
+              " --state failed`");
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+std::string NewIdempotencyKey() {
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
+  static const char kHex[] = "0123456789abcdef";
+  std::string key;
+  for (int i = 0; i < 32; ++i) key += kHex[rng() & 15];
+  return key;
+}
+
+int SweepSubmit(const CommandEnv& env, const SweepSubmitOptions& options) {
+  std::string text, error;
+  if (!ReadSweepFile(options.file, &text, &error)) {
+    env.Error(error);
+    return kExitFailure;
+  }
+  v1::SubmitSweepRequest request;
+  request.set_file_name(options.file);
+  request.set_spec_text(std::move(text));
+  request.set_dry_run(options.dry_run);
+  request.set_idempotency_key(NewIdempotencyKey());
+
+  v1::SubmitSweepResponse response;
+  grpc::Status status;
+  for (int retry = 0;; ++retry) {
+    grpc::ClientContext context;
+    PrepareContext(context, env.client, kSubmitDeadline);
+    response.Clear();
+    status = env.stub->SubmitSweep(&context, request, &response);
+    if (status.ok() || !IsRetryable(status) || retry == kSubmitRetries) break;
+    milliseconds wait = Backoff(retry + 1);
+    // A short note per retry; the full explanation comes once, if all fail.
+    env.Error("no answer from the coordinator at " + env.client.address + " (" +
+              (status.error_code() == grpc::StatusCode::UNAVAILABLE ? "UNAVAILABLE"
+                                                                     : "DEADLINE_EXCEEDED") +
+              "); retrying the submit in " + SecondsText(wait) + " (retry " +
+              std::to_string(retry + 1) + " of " + std::to_string(kSubmitRetries) + ")");
+    env.sleep(wait);
+  }
+  if (!status.ok()) return env.RpcFailure(status);
+
+  if (options.dry_run) {
+    if (env.json) {
+      Json j = Json::object();
+      j["id"] = "";
+      j["runs"] = response.runs();
+      j["dry_run"] = true;
+      j["name"] = response.name();
+      j["preview"] = Json::array();
+      for (const std::string& label : response.preview()) j["preview"].push_back(label);
+      *env.out << j.dump() << '\n';
+    } else {
+      *env.out << "valid: " << response.runs() << " run" << (response.runs() == 1 ? "" : "s");
+      if (!response.name().empty()) *env.out << " (sweep " << response.name() << ")";
+      *env.out << '\n';
+      for (const std::string& label : response.preview()) *env.out << "  " << label << '\n';
+      if (response.preview_size() > 0 && response.preview_size() < response.runs()) {
+        *env.out << "  ... " << (response.runs() - response.preview_size()) << " more\n";
+      }
+    }
+    env.out->flush();
+    return kExitOk;
+  }
+
+  if (env.json) {
+    Json j = Json::object();
+    j["id"] = response.sweep_id();
+    j["runs"] = response.runs();
+    *env.out << j.dump() << '\n';
+  } else {
+    *env.out << "submitted sweep " << response.sweep_id() << " (" << response.runs() << " run"
+             << (response.runs() == 1 ? "" : "s") << ")\n";
+  }
+  env.out->flush();
+  if (options.wait) return SweepWatch(env, response.sweep_id());
+  return kExitOk;
+}
+
+int SweepList(const CommandEnv& env) {
+  grpc::ClientContext context;
+  PrepareContext(context, env.client, kUnaryDeadline);
+  v1::ListSweepsResponse response;
+  grpc::Status status = env.stub->ListSweeps(&context, v1::ListSweepsRequest(), &response);
+  if (!status.ok()) return env.RpcFailure(status);
+  if (env.json) {
+    Json sweeps = Json::array();
+    for (const v1::Sweep& s : response.sweeps()) sweeps.push_back(SweepToJson(s));
+    *env.out << Json{{"sweeps", std::move(sweeps)}}.dump() << '\n';
+  } else if (response.sweeps().empty()) {
+    *env.out << "no sweeps yet: submit one with `madamctl sweep submit FILE`\n";
+  } else {
+    PrintSweepTable(env, response.sweeps());
+  }
+  return kExitOk;
+}
+
+int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
+  grpc::ClientContext context;
+  PrepareContext(context, env.client, kUnaryDeadline);
+  v1::GetSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::Sweep sweep;
+  grpc::Status status = env.stub->GetSweep(&context, request, &sweep);
+  if (!status.ok()) return env.RpcFailure(status);
+  if (env.json) {
+    *env.out << SweepToJson(sweep).dump() << '\n';
+  } else {
+    PrintSweepDetails(env, sweep);
+  }
+  return kExitOk;
+}
+
+int SweepWatch(const CommandEnv& env, const std::string& sweep_id) {
+  ProgressPrinter printer(*env.out, env.out_is_tty, env.terminal_columns);
+  v1::WatchSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  int broken = 0;  // consecutive streams that broke without progress
+  for (;;) {
+    grpc::ClientContext context;
+    // No deadline: a sweep may run for days. A broken stream reconnects.
+    PrepareContext(context, env.client, milliseconds(0));
+    std::unique_ptr<grpc::ClientReaderInterface<v1::SweepProgress>> reader =
+        env.stub->WatchSweep(&context, request);
+    v1::SweepProgress progress;
+    bool have_last = false;
+    v1::Sweep last;
+    while (reader->Read(&progress)) {
+      broken = 0;
+      last = progress.sweep();
+      have_last = true;
+      if (env.json) {
+        *env.out << ProgressToJson(progress).dump() << '\n' << std::flush;
+      } else {
+        printer.Draw(RenderProgress(progress));
+      }
+    }
+    grpc::Status status = reader->Finish();
+    if (status.ok() && have_last && IsTerminalSweepState(last.state())) {
+      return ReportSweepEnd(env, last);
+    }
+    // A clean end before the sweep ended means the coordinator went away
+    // politely (a restart); treat it like a broken stream.
+    if (!status.ok() && status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      printer.Detach();
+      return env.RpcFailure(status);
+    }
+    ++broken;
+    if (broken > kWatchReconnects) {
+      printer.Detach();
+      if (status.ok()) {
+        env.Error("the watch of sweep " + sweep_id + " kept ending before the sweep did; giving up");
+        return kExitFailure;
+      }
+      return env.RpcFailure(status);
+    }
+    milliseconds wait = Backoff(broken);
+    std::string cause = status.ok() ? std::string("the stream ended early")
+                                    : DescribeRpcError(status, env.client.address);
+    env.Error("lost the watch of sweep " + sweep_id + " (" + cause + "); reconnecting in " +
+              SecondsText(wait) + " (try " + std::to_string(broken) + " of " +
+              std::to_string(kWatchReconnects) + ")");
+    printer.Detach();
+    env.sleep(wait);
+  }
+}
+
+int SweepCancel(const CommandEnv& env, const std::string& sweep_id) {
+  grpc::ClientContext context;
+  PrepareContext(context, env.client, kUnaryDeadline);
+  v1::CancelSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::CancelSweepResponse response;
+  grpc::Status status = env.stub->CancelSweep(&context, request, &response);
+  if (!status.ok()) return env.RpcFailure(status);
+  if (env.json) {
+    *env.out << SweepToJson(response.sweep()).dump() << '\n';
+  } else {
+    const v1::RunCounts& c = response.sweep().counts();
+    *env.out << "cancelled sweep " << sweep_id << " (state " << response.sweep().state() << "; "
+             << c.cancelled() << " cancelled, " << c.running()
+             << " running until their workers' next heartbeat)\n";
+  }
+  return kExitOk;
+}
+
+int SweepRerun(const CommandEnv& env, const SweepRerunOptions& options) {
+  v1::RerunSweepRequest request;
+  request.set_sweep_id(options.sweep_id);
+  std::stringstream names(options.states);
+  std::string name;
+  std::set<int> seen;
+  while (std::getline(names, name, ',')) {
+    if (name.empty()) continue;
+    std::optional<v1::RunState> state = ParseRunState(name);
+    if (!state || (*state != v1::RUN_STATE_FAILED && *state != v1::RUN_STATE_DIVERGED &&
+                   *state != v1::RUN_STATE_CANCELLED)) {
+      env.Error("--state: cannot rerun runs in state \"" + name +
+                "\"; choose from failed, diverged, cancelled");
+      return kExitUsage;
+    }
+    if (seen.insert(*state).second) request.add_states(*state);
+  }
+  if (request.states().empty()) {
+    env.Error("--state: name at least one of failed, diverged, cancelled");
+    return kExitUsage;
+  }
+  grpc::ClientContext context;
+  PrepareContext(context, env.client, kUnaryDeadline);
+  v1::RerunSweepResponse response;
+  grpc::Status status = env.stub->RerunSweep(&context, request, &response);
+  if (!status.ok()) return env.RpcFailure(status);
+  if (env.json) {
+    Json j = Json::object();
+    j["id"] = options.sweep_id;
+    j["runs"] = response.runs();
+    j["sweep"] = SweepToJson(response.sweep());
+    *env.out << j.dump() << '\n';
+  } else {
+    *env.out << "requeued " << response.runs() << " run" << (response.runs() == 1 ? "" : "s")
+             << " of sweep " << options.sweep_id << "\n";
+  }
+  return kExitOk;
+}
+
+int SweepExport(const CommandEnv& env, const SweepExportOptions& options) {
+  std::string format = options.format.empty() ? (env.json ? "json" : "csv") : options.format;
+  if (format != "csv" && format != "json") {
+    env.Error("--format: unknown format \"" + format + "\"; choose csv or json");
+    return kExitUsage;
+  }
+  grpc::ClientContext context;
+  PrepareContext(context, env.client, kUnaryDeadline);
+  v1::ExportSweepRequest request;
+  request.set_sweep_id(options.sweep_id);
+  v1::ExportSweepResponse response;
+  grpc::Status status = env.stub->ExportSweep(&context, request, &response);
+  if (!status.ok()) return env.RpcFailure(status);
+
+  if (format == "json") {
+    Json runs = Json::array();
+    for (const v1::Run& run : response.runs()) {
+      Json params = Json::object();
+      for (const std::string& key : SortedKeys(run.params())) params[key] = ParamToJson(run.params().at(key));
+      Json final_values = Json::object();
+      for (const std::string& key : SortedKeys(run.final())) final_values[key] = JsonNumber(run.final().at(key));
+      Json r = Json::object();
+      r["id"] = run.id();
+      r["state"] = RunStateName(run.state());
+      r["attempts"] = run.attempts();
+      r["params"] = std::move(params);
+      r["final"] = std::move(final_values);
+      runs.push_back(std::move(r));
+    }
+    Json j = Json::object();
+    j["sweep"] = response.sweep().id().empty() ? options.sweep_id : response.sweep().id();
+    j["runs"] = std::move(runs);
+    *env.out << j.dump() << '\n';
+    return kExitOk;
+  }
+
+  std::set<std::string> param_names, metric_names;
+  for (const v1::Run& run : response.runs()) {
+    for (const auto& [key, value] : run.params()) param_names.insert(key);
+    for (const auto& [key, value] : run.final()) metric_names.insert(key);
+  }
+  std::vector<std::string> header = {"id", "state", "attempts"};
+  for (const std::string& p : param_names) header.push_back(p);
+  for (const std::string& m : metric_names) header.push_back("final." + m);
+  WriteCsvRow(*env.out, header);
+  for (const v1::Run& run : response.runs()) {
+    std::vector<std::string> row = {run.id(), RunStateName(run.state()), std::to_string(run.attempts())};
+    for (const std::string& p : param_names) {
+      auto it = run.params().find(p);
+      row.push_back(it == run.params().end() ? "" : ParamToString(it->second));
+    }
+    for (const std::string& m : metric_names) {
+      auto it = run.final().find(m);
+      row.push_back(it == run.final().end() ? "" : FormatNumber(it->second));
+    }
+    WriteCsvRow(*env.out, row);
+  }
+  return kExitOk;
+}
+
+void AddSweepCommands(CLI::App& app, const CommandEnv& env, CommandAction* action) {
+  CLI::App* sweep = app.add_subcommand("sweep", "Submit, follow and manage sweeps");
+
+  auto submit_opts = std::make_shared<SweepSubmitOptions>();
+  CLI::App* submit = sweep->add_subcommand("submit", "Submit a sweep file");
+  submit->add_option("FILE", submit_opts->file, "Sweep file (YAML)")->required();
+  submit->add_flag("--dry-run", submit_opts->dry_run, "Validate and count runs; store nothing");
+  submit->add_flag("--wait", submit_opts->wait,
+                   "Watch until the sweep ends; exit 1 if any run failed");
+  submit->callback([&env, action, submit_opts] {
+    *action = [&env, submit_opts] { return SweepSubmit(env, *submit_opts); };
+  });
+
+  CLI::App* list = sweep->add_subcommand("list", "List sweeps with their progress");
+  list->callback([&env, action] { *action = [&env] { return SweepList(env); }; });
+
+  // show, watch and cancel take one sweep id.
+  struct IdCommand {
+    const char* name;
+    const char* help;
+    int (*run)(const CommandEnv&, const std::string&);
+  };
+  for (const IdCommand& c : {IdCommand{"show", "Show a sweep's state and run counts", &SweepShow},
+                             IdCommand{"watch", "Live progress until the sweep ends", &SweepWatch},
+                             IdCommand{"cancel", "Cancel a sweep's pending and running runs",
+                                       &SweepCancel}}) {
+    auto id = std::make_shared<std::string>();
+    CLI::App* sub = sweep->add_subcommand(c.name, c.help);
+    sub->add_option("ID", *id, "Sweep id")->required();
+    auto run = c.run;
+    sub->callback([&env, action, id, run] { *action = [&env, id, run] { return run(env, *id); }; });
+  }
+
+  auto rerun_opts = std::make_shared<SweepRerunOptions>();
+  CLI::App* rerun = sweep->add_subcommand("rerun", "Requeue a sweep's failed, diverged or cancelled runs");
+  rerun->add_option("ID", rerun_opts->sweep_id, "Sweep id")->required();
+  rerun->add_option("--state", rerun_opts->states,
+                    "Comma-separated states to requeue (failed,diverged,cancelled)")
+      ->capture_default_str();
+  rerun->callback([&env, action, rerun_opts] {
+    *action = [&env, rerun_opts] { return SweepRerun(env, *rerun_opts); };
+  });
+
+  auto export_opts = std::make_shared<SweepExportOptions>();
+  CLI::App* exp = sweep->add_subcommand("export", "Every run with its parameters and final metrics");
+  exp->add_option("ID", export_opts->sweep_id, "Sweep id")->required();
+  exp->add_option("--format", export_opts->format, "csv (default) or json")
+      ->check(CLI::IsMember({"csv", "json"}));
+  exp->callback([&env, action, export_opts] {
+    *action = [&env, export_opts] { return SweepExport(env, *export_opts); };
+  });
+}
+
+}  // namespace madam::cli
