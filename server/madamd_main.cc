@@ -12,9 +12,17 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "common/tls_files.h"
+#include "server/auth.h"
 #include "server/coordinator_service.h"
+#include "server/fault_injection.h"
+#include "server/dashboard_routes.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/live_runs.h"
+#include "server/server_credentials.h"
 #include "server/store.h"
 #include "server/worker_service.h"
 
@@ -22,11 +30,29 @@ namespace {
 
 struct MadamdOptions {
   std::string listen = "127.0.0.1:7070";
+  std::string http = "127.0.0.1:7071";  // dashboard, /metrics, /api/v1; empty: none
   std::string db = "madam.db";
   int64_t lease_seconds = 30;
   std::string checkpoint_dir;
   bool insecure = false;
+  // Security (ARCHITECTURE.md section 9); empty: off.
+  std::string auth_tokens;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string inject_lost_responses;  // tests only: "Method=N,..."
 };
+
+// Limits (issue 7 item 8). gRPC answers a larger request with
+// RESOURCE_EXHAUSTED before any handler runs.
+constexpr int kMaxReceiveMessageBytes = 16 << 20;
+// One ResourceQuota for the whole server: transport buffers of all
+// connections share this much memory, and at most this many threads serve
+// sync calls (a call beyond that gets RESOURCE_EXHAUSTED).
+constexpr size_t kServerMemoryQuotaBytes = size_t{512} << 20;
+constexpr int kServerMaxThreads = 256;
+// Concurrent calls per connection; a worker needs a handful.
+constexpr int kMaxConcurrentStreams = 64;
 
 // True for 127.0.0.0/8, localhost and [::1] listen addresses.
 bool IsLoopback(const std::string& address) {
@@ -87,6 +113,10 @@ int main(int argc, char** argv) {
   CLI::App app{"madamd: the madam coordinator (sweeps, leases, metrics)"};
   app.add_option("--listen", opts.listen, "gRPC address host:port (port 0 picks a free one)")
       ->capture_default_str();
+  app.add_option("--http", opts.http,
+                 "HTTP address for the dashboard, /metrics and /api/v1 (port 0 picks a free one; "
+                 "empty: no HTTP)")
+      ->capture_default_str();
   app.add_option("--db", opts.db, "SQLite database file")->capture_default_str();
   app.add_option("--lease-seconds", opts.lease_seconds, "lease duration; workers heartbeat every third")
       ->capture_default_str()
@@ -95,15 +125,47 @@ int main(int argc, char** argv) {
                  "directory workers write run checkpoints under (shared storage for resume "
                  "across machines); empty: each worker's own");
   app.add_flag("--insecure", opts.insecure,
-               "allow listening beyond loopback without credentials");
+               "allow listening beyond loopback without --auth-tokens (anyone who can reach the "
+               "port may submit, cancel and take runs)");
+  app.add_option("--auth-tokens", opts.auth_tokens,
+                 "file of `TOKEN ROLE` lines (roles admin, reader, worker; # comments); must not "
+                 "be readable by group or others. Every call then needs `authorization: Bearer "
+                 "TOKEN`");
+  app.add_option("--tls-cert", opts.tls_cert, "PEM certificate chain: serve TLS (needs --tls-key)");
+  app.add_option("--tls-key", opts.tls_key, "PEM private key for --tls-cert");
+  app.add_option("--tls-client-ca", opts.tls_client_ca,
+                 "PEM CA bundle: require client certificates signed by it (mutual TLS)");
+  // Hidden: fault injection for the fault-tolerance tests.
+  app.add_option("--inject-lost-responses", opts.inject_lost_responses)->group("");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ madamd: %v");
-  if (!IsLoopback(opts.listen) && !opts.insecure) {
+  if (!IsLoopback(opts.listen) && !opts.insecure && opts.auth_tokens.empty()) {
     std::fprintf(stderr,
                  "madamd: refusing to listen on %s beyond loopback without credentials; pass "
-                 "--insecure to do it anyway\n",
+                 "--auth-tokens FILE (and --tls-cert/--tls-key), or --insecure to do it anyway\n",
                  opts.listen.c_str());
+    return 2;
+  }
+  madam::server::ServerSecurityOptions security;
+  if (!opts.auth_tokens.empty()) {
+    auto tokens = madam::server::TokenTable::Load(opts.auth_tokens);
+    if (!tokens.ok()) {
+      std::fprintf(stderr, "madamd: %s\n", tokens.status().message().c_str());
+      return 2;
+    }
+    security.tokens = std::make_shared<const madam::server::TokenTable>(std::move(*tokens));
+  }
+  if (auto pem = madam::LoadTlsPem("--tls-client-ca", opts.tls_client_ca, opts.tls_cert, opts.tls_key);
+      !pem.ok()) {
+    std::fprintf(stderr, "madamd: %s\n", pem.status().message().c_str());
+    return 2;
+  } else {
+    security.tls = std::move(*pem);
+  }
+  auto credentials = madam::server::MakeServerCredentials(security);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "madamd: %s\n", credentials.status().message().c_str());
     return 2;
   }
   if (!opts.checkpoint_dir.empty()) {
@@ -124,8 +186,22 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Observability (issue 6): the registry exists before the Store and the
+  // gRPC server, which report into it, and outlives both.
+  if (!opts.http.empty() && !IsLoopback(opts.http) && !opts.insecure) {
+    std::fprintf(stderr,
+                 "madamd: refusing to serve HTTP on %s beyond loopback (it has no credentials); "
+                 "pass --insecure to do it anyway\n",
+                 opts.http.c_str());
+    return 2;
+  }
+  madam::server::CoordinatorMetricsOptions metrics_options;
+  metrics_options.worker_connected_window = std::chrono::seconds(std::max<int64_t>(opts.lease_seconds, 5));
+  madam::server::CoordinatorMetrics metrics(metrics_options);
+
   madam::server::StoreOptions store_options;
   store_options.path = opts.db;
+  store_options.on_transaction = [&metrics](double seconds) { metrics.ObserveStoreTransaction(seconds); };
   auto store = madam::server::Store::Open(store_options);
   if (!store.ok()) {
     std::fprintf(stderr, "madamd: cannot open database %s: %s\n", opts.db.c_str(),
@@ -141,20 +217,48 @@ int main(int argc, char** argv) {
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(opts.listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(16 << 20);
+  builder.AddListeningPort(opts.listen, *credentials, &port);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   builder.SetMaxSendMessageSize(64 << 20);
   // Keepalive: find dead peers within a minute; let clients ping while idle.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // A client pinging more often than every 10 s gets two strikes, then GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  // Connections that never finish the (TLS) handshake are dropped.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  // gRPC sets SO_REUSEPORT by default, which lets a second process bind the
+  // same port and silently take half the connections: refuse to share.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  grpc::ResourceQuota quota("madamd");
+  quota.Resize(kServerMemoryQuotaBytes);
+  quota.SetMaxThreads(kServerMaxThreads);
+  builder.SetResourceQuota(quota);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // RPC latency histograms and fenced-call counts (issue 6). One
+  // SetInterceptorCreators call below takes every interceptor: a second call
+  // would replace the first.
+  interceptors.push_back(metrics.NewRpcInterceptorFactory());
+  if (!opts.inject_lost_responses.empty()) {
+    auto injector = madam::server::LostResponseInjector::Parse(opts.inject_lost_responses);
+    if (!injector.ok()) {
+      std::fprintf(stderr, "madamd: %s\n", injector.status().message().c_str());
+      return 2;
+    }
+    spdlog::warn("fault injection: losing responses {}", opts.inject_lost_responses);
+    interceptors.push_back(std::move(*injector));
+  }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&coordinator);
   builder.RegisterService(&worker);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "madamd: cannot listen on %s (address in use or invalid?)\n",
-                 opts.listen.c_str());
+    std::fprintf(stderr, "madamd: cannot listen on %s (address in use or invalid%s?)\n",
+                 opts.listen.c_str(),
+                 security.tls.cert.empty() ? "" : ", or --tls-cert/--tls-key not a matching pair");
     return 1;
   }
   const std::string host = opts.listen.substr(0, opts.listen.rfind(':'));
@@ -162,6 +266,31 @@ int main(int argc, char** argv) {
   std::printf("madamd: listening on %s:%d (db %s, lease %llds)\n", host.c_str(), port,
               opts.db.c_str(), static_cast<long long>(opts.lease_seconds));
   std::fflush(stdout);
+  spdlog::info("auth: {}; transport: {}",
+               security.tokens ? std::to_string(security.tokens->size()) + " token(s) from " + opts.auth_tokens
+                               : std::string("off (no --auth-tokens)"),
+               security.tls.cert.empty() ? "plaintext"
+                                         : security.tls.ca.empty() ? "TLS" : "mutual TLS");
+
+  // HTTP: dashboard, /metrics and the JSON API on their own threads.
+  madam::server::DashboardRoutes routes(store->get(), &live, &metrics);
+  std::unique_ptr<madam::server::HttpServer> http;
+  if (!opts.http.empty()) {
+    madam::server::HttpServerOptions http_options;
+    http_options.address = opts.http;
+    auto started = madam::server::HttpServer::Start(
+        http_options, [&routes](const madam::server::HttpRequest& r) { return routes.Handle(r); });
+    if (!started.ok()) {
+      std::fprintf(stderr, "madamd: cannot serve HTTP on %s: %s\n", opts.http.c_str(),
+                   started.status().ToString().c_str());
+      server->Shutdown();
+      return 1;
+    }
+    http = std::move(*started);
+    // Tests and scripts read this line to learn the port when --http ends in :0.
+    std::printf("madamd: http on %s:%d\n", opts.http.substr(0, opts.http.rfind(':')).c_str(), http->port());
+    std::fflush(stdout);
+  }
 
   const auto reap_period =
       std::chrono::milliseconds(std::clamp<int64_t>(opts.lease_seconds * 1000 / 5, 200, 2000));
@@ -176,6 +305,7 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   signal_thread.join();
+  http.reset();
   reaper.reset();
   spdlog::info("stopped");
   return 0;

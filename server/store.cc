@@ -421,9 +421,21 @@ struct Store::Impl {
   bool stopping = false;   // guarded by mu
   std::thread writer_thread;
 
+  // WAL checkpoints run here, on their own connection, never inside a
+  // writer commit: an automatic checkpoint would stall whichever commit
+  // crossed the threshold (and every call grouped into it) for the time it
+  // takes to copy and fsync the WAL. Passive checkpoints do not block the
+  // writer.
+  Db checkpoint_db;
+  std::thread checkpoint_thread;
+  // Its own condition variable: the writer's cv is notified one waiter at a
+  // time, and a wake-up must never go to the wrong thread.
+  std::condition_variable checkpoint_cv;
+
   // Counters for Stats(); written by the writer thread.
   std::atomic<int64_t> stat_transactions{0}, stat_calls{0}, stat_points{0}, stat_failed_commits{0},
-      stat_commit_nanos{0}, stat_queue_depth{0};
+      stat_commit_nanos{0}, stat_queue_depth{0}, stat_leases_granted{0}, stat_leases_expired{0},
+      stat_retries{0};
 
   std::mutex read_mu;
   std::condition_variable read_cv;
@@ -437,7 +449,19 @@ struct Store::Impl {
       stopping = true;
     }
     cv.notify_all();
+    checkpoint_cv.notify_all();
+    if (checkpoint_thread.joinable()) checkpoint_thread.join();
     if (writer_thread.joinable()) writer_thread.join();
+  }
+
+  void CheckpointLoop() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!checkpoint_cv.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping; })) {
+      lock.unlock();
+      Status s = checkpoint_db.Exec("PRAGMA wal_checkpoint(PASSIVE)");
+      if (!s.ok()) spdlog::warn("store: WAL checkpoint: {}", s.ToString());
+      lock.lock();
+    }
   }
 
   // Queues `fn` for the writer and waits until its transaction committed
@@ -465,7 +489,9 @@ struct Store::Impl {
       done(Status::Unavailable("store at '" + options.path + "' is shutting down"));
       return;
     }
-    cv.notify_one();
+    // notify_all: the checkpoint thread waits on the same cv, and a single
+    // wake-up could go to it and leave the writer asleep with work queued.
+    cv.notify_all();
   }
 
   void WriterLoop() {
@@ -486,9 +512,10 @@ struct Store::Impl {
       results.assign(group.size(), Status::Ok());
       const auto started = std::chrono::steady_clock::now();
       Status txn = RunGroup(group, &results);
-      stat_commit_nanos.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::steady_clock::now() - started).count(),
-                                  std::memory_order_relaxed);
+      const int64_t txn_nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - started).count();
+      stat_commit_nanos.fetch_add(txn_nanos, std::memory_order_relaxed);
+      if (options.on_transaction) options.on_transaction(txn_nanos / 1e9);
       stat_calls.fetch_add(static_cast<int64_t>(group.size()), std::memory_order_relaxed);
       (txn.ok() ? stat_transactions : stat_failed_commits).fetch_add(1, std::memory_order_relaxed);
       for (size_t i = 0; i < group.size(); ++i) {
@@ -650,7 +677,19 @@ struct Store::Impl {
     return st.Run();
   }
 
-  Result<int64_t> ExpireOverdue(int64_t now) {
+  // Counts what ExpireOverdue did, for Stats(); callers add it to the
+  // counters only once their transaction succeeded.
+  struct ExpiryCounts {
+    int64_t expired = 0;
+    int64_t requeued = 0;  // back to PENDING for another attempt
+  };
+
+  void CountExpiry(const ExpiryCounts& counts) {
+    stat_leases_expired.fetch_add(counts.expired, std::memory_order_relaxed);
+    stat_retries.fetch_add(counts.requeued, std::memory_order_relaxed);
+  }
+
+  Result<int64_t> ExpireOverdue(int64_t now, ExpiryCounts* counts = nullptr) {
     struct Overdue {
       std::string id, sweep_id, worker;
       int64_t attempts, max_attempts, epoch, expires_at;
@@ -686,6 +725,10 @@ struct Store::Impl {
       up.Bind(1, StoredState(next)).Bind(2, error).Bind(3, IsTerminal(next) ? now : int64_t{0}).Bind(4, o.id);
       MADAM_RETURN_IF_ERROR(up.Run());
       spdlog::info("store: {} -> {}", error, RunStateName(next));
+      if (counts != nullptr) {
+        ++counts->expired;
+        if (next == RunState::kPending) ++counts->requeued;
+      }
       if (IsTerminal(next)) MADAM_RETURN_IF_ERROR(MaybeFinishSweep(o.sweep_id));
     }
     return static_cast<int64_t>(overdue.size());
@@ -736,8 +779,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   // FULL: a commit is durable when it returns, which is when calls are acked.
   // journal_size_limit: truncate the WAL after a checkpoint instead of
   // keeping a burst's worth of file around.
+  // wal_autocheckpoint=0: the checkpoint thread does it (see Impl).
   MADAM_RETURN_IF_ERROR(wdb.Exec(
-      "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"));
+      "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864; "
+      "PRAGMA wal_autocheckpoint=0;"));
 
   // Migrations, all in one transaction.
   {
@@ -781,7 +826,13 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     impl->idle_readers.push_back(std::move(reader));
   }
 
+  auto cdb = Db::Open(options.path, Db::Mode::kReadWrite);
+  if (!cdb.ok()) return cdb.status();
+  impl->checkpoint_db = std::move(cdb).value();
+  MADAM_RETURN_IF_ERROR(ConfigureConnection(&impl->checkpoint_db, options.busy_timeout_ms));
+
   impl->writer_thread = std::thread([raw = impl.get()] { raw->WriterLoop(); });
+  impl->checkpoint_thread = std::thread([raw = impl.get()] { raw->CheckpointLoop(); });
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -1054,11 +1105,15 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
   }
   Impl* impl = impl_.get();
   std::optional<Lease> lease;
+  Impl::ExpiryCounts expiry;
+  bool new_grant = false;
   Status s = impl->Write([&]() -> Status {
     StatementCache& w = *impl->w;
     lease.reset();
+    expiry = {};
+    new_grant = false;
     const int64_t now = impl->Now();
-    auto expired = impl->ExpireOverdue(now);
+    auto expired = impl->ExpireOverdue(now, &expiry);
     if (!expired.ok()) return expired.status();
     {
       MADAM_ASSIGN_STMT(touch, w, "UPDATE workers SET last_seen = ? WHERE id = ?");
@@ -1149,11 +1204,14 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
           .Bind(5, now).Bind(6, request_id).Bind(7, l.run_id);
       MADAM_RETURN_IF_ERROR(grant.Run());
       lease = std::move(l);
+      new_grant = true;
       return Status::Ok();
     }
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  impl->CountExpiry(expiry);
+  if (new_grant) impl->stat_leases_granted.fetch_add(1, std::memory_order_relaxed);
   return lease;
 }
 
@@ -1244,7 +1302,9 @@ void Store::AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vec
 
 Status Store::CompleteRun(const CompleteRequest& req) {
   Impl* impl = impl_.get();
-  return impl->Write([&]() -> Status {
+  bool requeued = false;
+  Status result = impl->Write([&]() -> Status {
+    requeued = false;
     StatementCache& w = *impl->w;
     MADAM_ASSIGN_STMT(st, w,
                       "SELECT r.state, r.lease_epoch, r.attempts, s.max_attempts, r.cancel_requested, "
@@ -1306,8 +1366,11 @@ Status Store::CompleteRun(const CompleteRequest& req) {
         .Bind(8, req.run_id);
     MADAM_RETURN_IF_ERROR(up.Run());
     if (IsTerminal(next)) MADAM_RETURN_IF_ERROR(impl->MaybeFinishSweep(sweep_id));
+    requeued = next == RunState::kPending;
     return Status::Ok();
   });
+  if (result.ok() && requeued) impl->stat_retries.fetch_add(1, std::memory_order_relaxed);
+  return result;
 }
 
 Status Store::SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& path) {
@@ -1324,13 +1387,16 @@ Status Store::SetCheckpoint(const std::string& run_id, int64_t lease_epoch, cons
 Result<int64_t> Store::ExpireLeases() {
   Impl* impl = impl_.get();
   int64_t count = 0;
+  Impl::ExpiryCounts expiry;
   Status s = impl->Write([&]() -> Status {
-    auto n = impl->ExpireOverdue(impl->Now());
+    expiry = {};
+    auto n = impl->ExpireOverdue(impl->Now(), &expiry);
     if (!n.ok()) return n.status();
     count = *n;
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  impl->CountExpiry(expiry);
   return count;
 }
 
@@ -1480,6 +1546,9 @@ StoreStats Store::Stats() const {
   stats.failed_commits = impl_->stat_failed_commits.load(std::memory_order_relaxed);
   stats.queue_depth = impl_->stat_queue_depth.load(std::memory_order_relaxed);
   stats.commit_seconds_total = impl_->stat_commit_nanos.load(std::memory_order_relaxed) / 1e9;
+  stats.leases_granted = impl_->stat_leases_granted.load(std::memory_order_relaxed);
+  stats.leases_expired = impl_->stat_leases_expired.load(std::memory_order_relaxed);
+  stats.retries = impl_->stat_retries.load(std::memory_order_relaxed);
   return stats;
 }
 

@@ -29,7 +29,8 @@ grpc::Status WorkerService::AcquireRun(grpc::ServerContext*, const v1::AcquireRu
   if (req->worker_id().empty()) {
     return ToGrpcStatus(Status::InvalidArgument("worker_id is required: call RegisterWorker first"));
   }
-  auto lease = store_->AcquireRun(req->worker_id(), req->device(), options_.lease_seconds);
+  auto lease = store_->AcquireRun(req->worker_id(), req->device(), options_.lease_seconds,
+                                 req->request_id());
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   if (!lease->has_value()) {
     resp->set_has_run(false);

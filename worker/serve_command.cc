@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/run_config.h"
+#include "common/tls_files.h"
 #include "madam/v1/worker.grpc.pb.h"
 #include "worker/trainer.h"
 
@@ -347,7 +348,8 @@ RunParams ParamsFromProto(const google::protobuf::Map<std::string, v1::ParamValu
 
 class Server {
  public:
-  Server(const ServeOptions& options, Trainer* trainer)
+  Server(const ServeOptions& options, Trainer* trainer,
+         std::shared_ptr<grpc::ChannelCredentials> credentials)
       : options_(options), trainer_(trainer), calls_(options.token) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
@@ -356,8 +358,7 @@ class Server {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-    channel_ = grpc::CreateCustomChannel(options.coordinator, grpc::InsecureChannelCredentials(),
-                                         args);
+    channel_ = grpc::CreateCustomChannel(options.coordinator, std::move(credentials), args);
     stub_ = v1::WorkerApi::NewStub(channel_);
   }
 
@@ -403,6 +404,10 @@ class Server {
       v1::AcquireRunRequest req;
       req.set_worker_id(worker_id_);
       req.set_device(device);
+      // One id per acquire, kept across retries: if a grant's response is
+      // lost, the retry gets that same lease instead of orphaning it.
+      if (acquire_request_id_.empty()) acquire_request_id_ = NewRequestId();
+      req.set_request_id(acquire_request_id_);
       v1::AcquireRunResponse lease;
       grpc::ClientContext ctx;
       calls_.Prepare(&ctx, milliseconds(10000));
@@ -419,6 +424,7 @@ class Server {
         backoff.Wait();
         continue;
       }
+      acquire_request_id_.clear();
       reported_unreachable = false;
       backoff.Reset();
       if (!lease.has_run()) {
@@ -533,7 +539,17 @@ class Server {
   Calls calls_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerApi::Stub> stub_;
+  std::string NewRequestId() {
+    std::uniform_int_distribution<uint64_t> bits;
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(bits(rng_)),
+                  static_cast<unsigned long long>(bits(rng_)));
+    return buf;
+  }
+
   std::string worker_id_;
+  std::string acquire_request_id_;  // of the acquire in flight (kept across retries)
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace
@@ -548,6 +564,12 @@ void AddServeFlags(CLI::App& app, ServeOptions& options) {
   app.add_option("--name", options.name, "worker name shown by `madamctl worker list`");
   app.add_option("--token", options.token, "auth token (sent as a bearer token)")
       ->envname("MADAM_TOKEN");
+  app.add_option("--tls-ca", options.tls_ca, "PEM CA bundle that signed madamd's certificate: use TLS")
+      ->envname("MADAM_TLS_CA");
+  app.add_option("--tls-cert", options.tls_cert, "PEM client certificate for mutual TLS (needs --tls-key)")
+      ->envname("MADAM_TLS_CERT");
+  app.add_option("--tls-key", options.tls_key, "PEM private key for --tls-cert")
+      ->envname("MADAM_TLS_KEY");
   app.add_option("--checkpoint-dir", options.checkpoint_dir,
                  "checkpoint directory when the coordinator names none")
       ->capture_default_str();
@@ -567,8 +589,21 @@ int RunServe(const ServeOptions& options) {
   worker_options.device = options.device;
   worker_options.data_dir = options.data_dir;
   worker_options.threads = options.threads;
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca.empty() || !options.tls_cert.empty() || !options.tls_key.empty()) {
+    auto pem = LoadTlsPem("--tls-ca", options.tls_ca, options.tls_cert, options.tls_key);
+    if (!pem.ok()) {
+      std::fprintf(stderr, "madam-worker: %s\n", pem.status().message().c_str());
+      return 1;
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem->ca;
+    ssl.pem_cert_chain = pem->cert;
+    ssl.pem_private_key = pem->key;
+    credentials = grpc::SslCredentials(ssl);
+  }
   Trainer trainer(worker_options);
-  Server server(options, &trainer);
+  Server server(options, &trainer, std::move(credentials));
   return server.Serve();
 }
 

@@ -9,8 +9,12 @@
 //               coordinator_vs_optuna.sh.
 // A program, not a timed test.
 //
+//   load        (--only load) W workers each send a batch every 100 ms for S
+//               seconds; checks no errors, madamd's RSS flat within 10% after
+//               warm-up and ReportMetrics p99 latency under 50 ms, and exits 1
+//               when one fails (issue 7, scenario 10).
 //   coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B]
-//                     [--runs R] [--only ingest|schedule|trials] [--quick]
+//                     [--runs R] [--only ingest|schedule|trials|load] [--quick]
 #include <grpcpp/grpcpp.h>
 #include <sqlite3.h>
 
@@ -245,12 +249,107 @@ void Trials(const Options& o, const std::string& address, v1::Coordinator::Stub*
   std::printf("RESULT trials_per_second %.0f\n", trials / elapsed);
 }
 
+int64_t RssKiB(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kib = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kib = std::atoll(line + 6);
+  }
+  std::fclose(f);
+  return kib;
+}
+
+// Paced load: every worker sends one batch per interval, as real workers do.
+bool Load(const Options& o, const std::string& address, pid_t madamd_pid,
+          v1::Coordinator::Stub* client) {
+  Submit(client, GridSweep(std::max(o.workers, 2), "load"), nullptr);
+  auto channels = Channels(address, o.workers);
+  std::atomic<int64_t> errors{0}, acked{0};
+  std::vector<std::vector<double>> latencies(o.workers);
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  const auto interval = std::chrono::milliseconds(100);
+  for (int w = 0; w < o.workers; ++w) {
+    threads.emplace_back([&, w] {
+      auto stub = v1::WorkerApi::NewStub(channels[w]);
+      const std::string id = Register(stub.get(), 3000 + w);
+      v1::AcquireRunResponse lease;
+      if (!Acquire(stub.get(), id, &lease)) {
+        ++errors;
+        return;
+      }
+      int64_t step = 0;
+      auto next = Clock::now();
+      while (Since(start) < o.seconds) {
+        v1::ReportMetricsRequest req;
+        req.set_run_id(lease.run_id());
+        req.set_lease_epoch(lease.lease_epoch());
+        for (int i = 0; i < o.batch; ++i, ++step) {
+          auto* p = req.add_points();
+          p->set_name(i % 2 ? "train/loss" : "optim/relative_update");
+          p->set_step(step);
+          p->set_value(1.0 / static_cast<double>(step + 1));
+          p->set_time(1.7e9);
+        }
+        grpc::ClientContext ctx;
+        v1::ReportMetricsResponse resp;
+        const auto sent = Clock::now();
+        if (stub->ReportMetrics(&ctx, req, &resp).ok()) {
+          acked += o.batch;
+          latencies[w].push_back(Since(sent));
+        } else {
+          ++errors;
+        }
+        next += interval;
+        std::this_thread::sleep_until(next);
+      }
+    });
+  }
+  // Sample madamd's resident memory while the load runs.
+  std::vector<std::pair<double, int64_t>> rss;
+  while (Since(start) < o.seconds) {
+    rss.emplace_back(Since(start), RssKiB(madamd_pid));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  for (auto& t : threads) t.join();
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  const double p50 = all.empty() ? 0 : all[all.size() / 2];
+  const double p99 = all.empty() ? 0 : all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  // Warm-up: the first quarter (connections, caches). Flat: every later
+  // sample within 10% of the first post-warm-up one.
+  int64_t base = 0, peak = 0;
+  for (const auto& [t, kib] : rss) {
+    if (t < o.seconds / 4) continue;
+    if (base == 0) base = kib;
+    peak = std::max(peak, kib);
+  }
+  const double growth = base > 0 ? static_cast<double>(peak - base) / static_cast<double>(base) : 0;
+  std::printf("load: %d workers x one batch of %d points per 100 ms for %.0f s: %lld points, "
+              "%lld errors\n", o.workers, o.batch, o.seconds, static_cast<long long>(acked.load()),
+              static_cast<long long>(errors.load()));
+  std::printf("load: ReportMetrics latency p50 %.1f ms, p99 %.1f ms (%zu calls)\n", p50 * 1e3,
+              p99 * 1e3, all.size());
+  std::printf("load: madamd RSS after warm-up %lld KiB, peak %lld KiB (%+.1f%%)\n",
+              static_cast<long long>(base), static_cast<long long>(peak), growth * 100);
+  std::printf("RESULT load_p99_ms %.1f\nRESULT load_rss_growth_percent %.1f\n", p99 * 1e3,
+              growth * 100);
+  bool ok = true;
+  if (errors > 0) { std::printf("FAIL: %lld errors\n", static_cast<long long>(errors.load())); ok = false; }
+  if (p99 >= 0.050) { std::printf("FAIL: p99 %.1f ms >= 50 ms\n", p99 * 1e3); ok = false; }
+  if (growth > 0.10) { std::printf("FAIL: RSS grew %.1f%% > 10%%\n", growth * 100); ok = false; }
+  return ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B] "
-                         "[--runs R] [--only ingest|schedule|trials] [--quick]\n");
+                         "[--runs R] [--only ingest|schedule|trials|load] [--quick]\n");
     return 2;
   }
   Options o;
@@ -277,5 +376,6 @@ int main(int argc, char** argv) {
   if (o.only.empty() || o.only == "ingest") Ingest(o, madamd.address, db, client.get());
   if (o.only.empty() || o.only == "schedule") Schedule(o, madamd.address, client.get());
   if (o.only.empty() || o.only == "trials") Trials(o, madamd.address, client.get());
+  if (o.only == "load" && !Load(o, madamd.address, madamd.process->pid(), client.get())) return 1;
   return 0;
 }

@@ -66,7 +66,7 @@ class Process:
 
 
 class Stack:
-    def __init__(self, build_dir, source_dir, lease_seconds=3):
+    def __init__(self, build_dir, source_dir, lease_seconds=3, madamd_flags=()):
         self.build = build_dir
         self.source = source_dir
         self.madamd_bin = os.path.join(build_dir, "server", "madamd")
@@ -75,6 +75,7 @@ class Stack:
         self.tmp = tempfile.mkdtemp(prefix="madam-e2e-")
         self.db = os.path.join(self.tmp, "madam.db")
         self.lease_seconds = lease_seconds
+        self.madamd_flags = list(madamd_flags)
         self.madamd = None
         self.address = None
         self.workers = []
@@ -83,8 +84,8 @@ class Stack:
     def start_madamd(self, port=0):
         self.madamd = Process([self.madamd_bin, "--listen", f"127.0.0.1:{port}", "--db", self.db,
                                "--lease-seconds", str(self.lease_seconds),
-                               "--checkpoint-dir", os.path.join(self.tmp, "checkpoints")],
-                              "madamd")
+                               "--checkpoint-dir", os.path.join(self.tmp, "checkpoints")] +
+                              self.madamd_flags, "madamd")
         m = self.madamd.wait_for(r"listening on (\S+:\d+)")
         self.address = m.group(1)
         return self.address
@@ -148,6 +149,23 @@ class Stack:
 
     def export(self, sweep_id):
         return self.ctl_json("sweep", "export", sweep_id, "--format", "json")
+
+    # ---- the SQLite file, read-only ----
+    def query(self, sql, args=()):
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(sql, args).fetchall()]
+        finally:
+            db.close()
+
+    def run_row(self, run_id):
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        check(rows, f"no run {run_id} in the database")
+        return rows[0]
+
+    def worker_ids(self):
+        return {r["name"]: r["id"] for r in self.query("SELECT id, name FROM workers")}
 
     # ---- invariants, read straight from the SQLite file ----
     def check_invariants(self, sweep_id, expected_runs):
