@@ -1,5 +1,6 @@
 #include "cli/app.h"
 
+#include "cli/report_commands.h"
 #include "cli/run_commands.h"
 #include "cli/sweep_commands.h"
 #include "cli/worker_commands.h"
@@ -19,6 +20,14 @@ void BuildMadamctlApp(CLI::App& app, CommandEnv& env, CommandAction* action) {
       ->capture_default_str();
   app.add_option("--token", env.client.token, "Bearer token for the coordinator")
       ->envname("MADAM_TOKEN");
+  app.add_option("--tls-ca", env.client.tls_ca_file,
+                 "PEM CA bundle that signed madamd's certificate: connect over TLS")
+      ->envname("MADAM_TLS_CA");
+  app.add_option("--tls-cert", env.client.tls_cert_file,
+                 "PEM client certificate for mutual TLS (needs --tls-key)")
+      ->envname("MADAM_TLS_CERT");
+  app.add_option("--tls-key", env.client.tls_key_file, "PEM private key for --tls-cert")
+      ->envname("MADAM_TLS_KEY");
   app.add_flag("--json", env.json, "Machine-readable JSON output");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return "madamctl: " + std::string(e.what()) + "\nRun with --help for more information.\n";
@@ -26,6 +35,7 @@ void BuildMadamctlApp(CLI::App& app, CommandEnv& env, CommandAction* action) {
   AddSweepCommands(app, env, action);
   AddRunCommands(app, env, action);
   AddWorkerCommands(app, env, action);
+  AddReportCommands(app, env, action);
 }
 
 int RunMadamctl(int argc, const char* const* argv, CommandEnv& env, const StubFactory& make_stub) {
@@ -54,6 +64,10 @@ int RunMadamctl(int argc, const char* const* argv, CommandEnv& env, const StubFa
   if (env.client.address.empty()) {
     env.Error("--coordinator: the address is empty; use host:port, e.g. 127.0.0.1:7070");
     return kExitUsage;
+  }
+  if (Status tls = LoadClientTls(&env.client); !tls.ok()) {
+    env.Error(tls.message());
+    return kExitFailure;
   }
   std::shared_ptr<madam::v1::Coordinator::StubInterface> stub = make_stub(env.client);
   env.stub = stub.get();

@@ -6,6 +6,7 @@
 
 #include "server/convert.h"
 #include "server/grpc_status.h"
+#include "server/report.h"
 
 namespace madam::server {
 namespace {
@@ -123,7 +124,16 @@ grpc::Status CoordinatorService::WatchSweep(grpc::ServerContext* ctx,
   if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
   const int interval_ms = req->interval_ms() == 0 ? 500 : std::clamp(req->interval_ms(), 100, 10000);
   std::string last_sent;
+  // Server-side cap (issue 7): a watch holds a sync thread, so one stream
+  // lasts at most kMaxWatchStream; madamctl reconnects on UNAVAILABLE. A
+  // client deadline ends it earlier (IsCancelled).
+  constexpr auto kMaxWatchStream = std::chrono::minutes(30);
+  const auto watch_end = std::chrono::steady_clock::now() + kMaxWatchStream;
   while (!ctx->IsCancelled() && !shutting_down_) {
+    if (std::chrono::steady_clock::now() >= watch_end) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "watch streams last at most 30 minutes; watch again");
+    }
     v1::SweepProgress progress;
     Status status = BuildProgress(req->sweep_id(), &progress);
     if (!status.ok()) return ToGrpcStatus(status);
@@ -252,6 +262,19 @@ grpc::Status CoordinatorService::ListWorkers(grpc::ServerContext*, const v1::Lis
     // while running; 30 s of silence means it is gone.
     out->set_connected(now_ms - w.last_seen_ms < 30000);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetReport(grpc::ServerContext*, const v1::GetReportRequest* req,
+                                           v1::Report* resp) {
+  std::vector<std::string> ids(req->sweep_ids().begin(), req->sweep_ids().end());
+  auto report = MakeReport(*store_, ids, req->kind(), req->format());
+  if (!report.ok()) return ToGrpcStatus(report.status());
+  resp->set_kind(req->kind());
+  resp->set_format(req->format().empty() ? "md" : req->format());
+  resp->set_content(std::move(report->content));
+  resp->set_content_type(report->content_type);
+  for (const std::string& id : ids) resp->add_sweep_ids(id);
   return grpc::Status::OK;
 }
 

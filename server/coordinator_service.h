@@ -47,6 +47,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
                              v1::GetRunMetricsResponse* resp) override;
   grpc::Status ListWorkers(grpc::ServerContext* ctx, const v1::ListWorkersRequest* req,
                            v1::ListWorkersResponse* resp) override;
+  // Computed by server/report.h (the one report code path).
+  grpc::Status GetReport(grpc::ServerContext* ctx, const v1::GetReportRequest* req,
+                         v1::Report* resp) override;
 
  private:
   Status BuildProgress(const std::string& sweep_id, v1::SweepProgress* out);

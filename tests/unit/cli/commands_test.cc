@@ -714,5 +714,57 @@ TEST_F(MadamctlTest, WorkerListTableAndJson) {
   EXPECT_EQ(j["workers"][1]["current_run"], "");
 }
 
+// ---- report ----
+
+TEST_F(MadamctlTest, ReportAsksMadamdAndPrintsTheContent) {
+  fake_->get_report = [](const v1::GetReportRequest& q, v1::Report* r) {
+    r->set_content("task,optimizer,lr,err,value,seeds\n" + q.kind() + "," + q.format() + "\n");
+    return grpc::Status::OK;
+  };
+  ASSERT_EQ(Run({"report", "lr-sensitivity", "--sweep", "sw-1", "--sweep", "sw-2", "--format", "csv"}), kExitOk);
+  EXPECT_EQ(out_.str(), "task,optimizer,lr,err,value,seeds\nlr-sensitivity,csv\n");
+  ASSERT_EQ(fake_->report_requests.size(), 1u);
+  const v1::GetReportRequest& q = fake_->report_requests[0];
+  ASSERT_EQ(q.sweep_ids_size(), 2);
+  EXPECT_EQ(q.sweep_ids(0), "sw-1");
+  EXPECT_EQ(q.sweep_ids(1), "sw-2");
+  // md by default; the global --json asks for json.
+  ASSERT_EQ(Run({"report", "table1", "--sweep", "sw-1"}), kExitOk);
+  EXPECT_EQ(fake_->report_requests.back().format(), "md");
+  EXPECT_EQ(fake_->report_requests.back().kind(), "table1");
+  ASSERT_EQ(Run({"--json", "report", "table2", "--sweep", "sw-1"}), kExitOk);
+  EXPECT_EQ(fake_->report_requests.back().format(), "json");
+}
+
+TEST_F(MadamctlTest, ReportWritesTheFileOrNamesThePath) {
+  fake_->get_report = [](const v1::GetReportRequest&, v1::Report* r) {
+    r->set_content("<svg/>\n");
+    return grpc::Status::OK;
+  };
+  const std::string file = (dir_ / "fig1.svg").string();
+  ASSERT_EQ(Run({"report", "lr-sensitivity", "--sweep", "sw-1", "--format", "svg", "-o", file}), kExitOk);
+  EXPECT_EQ(out_.str(), "");
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "<svg/>\n");
+
+  const std::string bad = (dir_ / "missing" / "x.svg").string();
+  EXPECT_EQ(Run({"report", "lr-sensitivity", "--sweep", "sw-1", "-o", bad}), kExitFailure);
+  EXPECT_EQ(err_.str(), "madamctl: cannot write report file \"" + bad + "\": No such file or directory\n");
+}
+
+TEST_F(MadamctlTest, ReportPassesTheServerMessageAndChecksTheFormat) {
+  fake_->get_report = [](const v1::GetReportRequest&, v1::Report*) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "table2 needs runs of int_madam with a bits parameter; sweep sw-1 has none");
+  };
+  EXPECT_EQ(Run({"report", "table2", "--sweep", "sw-1"}), kExitFailure);
+  EXPECT_NE(err_.str().find("table2 needs runs of int_madam with a bits parameter"), std::string::npos)
+      << err_.str();
+  EXPECT_EQ(Run({"report", "table2", "--sweep", "sw-1", "--format", "pdf"}), kExitUsage);
+  EXPECT_EQ(Run({"report", "table2"}), kExitUsage);  // --sweep is required
+}
+
 }  // namespace
 }  // namespace madam::cli

@@ -79,6 +79,7 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   Handler<v1::GetRunRequest, v1::Run> get_run;
   Handler<v1::GetRunMetricsRequest, v1::GetRunMetricsResponse> get_metrics;
   Handler<v1::ListWorkersRequest, v1::ListWorkersResponse> list_workers;
+  Handler<v1::GetReportRequest, v1::Report> get_report;
   std::deque<Stream> watch_streams;  // one per WatchSweep call
 
   std::vector<CallRecord> calls;
@@ -91,6 +92,7 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   std::vector<v1::GetRunRequest> get_run_requests;
   std::vector<v1::GetRunMetricsRequest> metrics_requests;
   std::vector<v1::WatchSweepRequest> watch_requests;
+  std::vector<v1::GetReportRequest> report_requests;
 
   grpc::Status SubmitSweep(grpc::ClientContext* c, const v1::SubmitSweepRequest& q,
                            v1::SubmitSweepResponse* r) override {
@@ -131,6 +133,9 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
                            v1::ListWorkersResponse* r) override {
     std::vector<v1::ListWorkersRequest> ignored;
     return Answer("ListWorkers", c, q, list_workers, ignored, r);
+  }
+  grpc::Status GetReport(grpc::ClientContext* c, const v1::GetReportRequest& q, v1::Report* r) override {
+    return Answer("GetReport", c, q, get_report, report_requests, r);
   }
 
   int CallCount(const std::string& method) const {
@@ -186,6 +191,7 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   MADAM_FAKE_UNARY_ASYNC(GetRun, v1::GetRunRequest, v1::Run)
   MADAM_FAKE_UNARY_ASYNC(GetRunMetrics, v1::GetRunMetricsRequest, v1::GetRunMetricsResponse)
   MADAM_FAKE_UNARY_ASYNC(ListWorkers, v1::ListWorkersRequest, v1::ListWorkersResponse)
+  MADAM_FAKE_UNARY_ASYNC(GetReport, v1::GetReportRequest, v1::Report)
 #undef MADAM_FAKE_UNARY_ASYNC
 
   grpc::ClientAsyncReaderInterface<v1::SweepProgress>* AsyncWatchSweepRaw(

@@ -137,6 +137,53 @@ TEST(SweepFilesTest, EveryExpandedRunPassesRunConfig) {
   }
 }
 
+// Every sweep file committed under sweeps/ (sweeps/paper/ included) parses,
+// and every run it expands passes RunConfig: a file that rots fails here.
+TEST(SweepFilesTest, EveryCommittedSweepFileParses) {
+  namespace fs = std::filesystem;
+  int files = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(MADAM_SOURCE_DIR) / "sweeps")) {
+    if (!entry.is_regular_file() || entry.path().extension() != ".yaml") continue;
+    ++files;
+    const std::string name = entry.path().lexically_relative(MADAM_SOURCE_DIR).string();
+    auto spec = ParseSweepSpec(ReadFile(entry.path().string()), name);
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    for (const auto& run : ExpandSweep(*spec)) {
+      auto config = RunConfigFromParams(run.params);
+      EXPECT_TRUE(config.ok()) << name << " run " << run.index << ": " << config.status().ToString();
+    }
+  }
+  EXPECT_GE(files, 7);  // lr_grid, bits, smoke and the four paper sweeps
+}
+
+TEST(SweepFilesTest, PaperSweepsAreTheFigure1GridOnGpus) {
+  for (const char* file : {"paper/cifar10-resnet18.yaml", "paper/cifar100-resnet18.yaml",
+                           "paper/wikitext2-transformer.yaml"}) {
+    auto spec = ParseSweepSpec(ReadFile(SweepPath(file)), file);
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    ASSERT_EQ(spec->axes.size(), 2u) << file;
+    EXPECT_EQ(spec->axes[0].name, "optimizer");
+    ASSERT_EQ(spec->axes[0].values.size(), 3u);
+    EXPECT_EQ(spec->axes[0].values[0].label, "sgd");
+    EXPECT_EQ(spec->axes[0].values[2].label, "madam");
+    EXPECT_EQ(spec->axes[1].name, "lr");
+    ASSERT_EQ(spec->axes[1].values.size(), 9u);
+    EXPECT_DOUBLE_EQ(spec->axes[1].values.front().params.at("lr").number, 1e-4);
+    EXPECT_DOUBLE_EQ(spec->axes[1].values.back().params.at("lr").number, 1.0);
+    EXPECT_EQ(spec->seeds, (std::vector<int64_t>{0, 1, 2}));
+    EXPECT_EQ(spec->device, "cuda");
+    EXPECT_EQ(CountRuns(*spec), 81u) << file;
+  }
+  auto wikitext = ParseSweepSpec(ReadFile(SweepPath("paper/wikitext2-transformer.yaml")), "w");
+  ASSERT_TRUE(wikitext.ok());
+  EXPECT_EQ(wikitext->metric_name, "test/perplexity");
+  EXPECT_EQ(wikitext->params.at("batch_size").number, 20);
+  auto bits = ParseSweepSpec(ReadFile(SweepPath("paper/cifar10-resnet18-bits.yaml")), "b");
+  ASSERT_TRUE(bits.ok()) << bits.status().ToString();
+  EXPECT_EQ(bits->task, "cifar10-resnet18");
+  EXPECT_EQ(CountRuns(*bits), 12u);
+}
+
 // --- grid semantics --------------------------------------------------------
 
 TEST(SweepGridTest, Log10ValuesAreExactPowersOfTen) {

@@ -1,0 +1,232 @@
+#include "server/svg_plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <sstream>
+
+namespace madam::server {
+namespace {
+
+// Margins inside each panel, in pixels: room for tick labels and axis labels.
+constexpr int kMarginLeft = 62;
+constexpr int kMarginRight = 18;
+constexpr int kMarginTop = 28;
+constexpr int kMarginBottom = 46;
+constexpr int kTitleHeight = 34;   // document title
+constexpr int kLegendHeight = 26;  // one legend row above the panels
+constexpr int kFooterLine = 15;
+constexpr int kYTicks = 5;
+
+// Colour-blind-safe (Okabe-Ito) palette, cycled.
+const char* const kPalette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                                "#E69F00", "#56B4E9", "#F0E442", "#000000"};
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+std::string TickLabel(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+struct Domain {
+  double lo = 0, hi = 1;  // in axis units (log10 x when log_x)
+};
+
+// Maps a value in [d.lo, d.hi] onto [p0, p1].
+double Map(double v, const Domain& d, double p0, double p1) {
+  if (d.hi == d.lo) return (p0 + p1) / 2;
+  return p0 + (v - d.lo) / (d.hi - d.lo) * (p1 - p0);
+}
+
+}  // namespace
+
+std::string XmlEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotOptions& options) {
+  const bool log_x = options.log_x;
+  auto x_of = [log_x](double x) { return log_x ? std::log10(x) : x; };
+  auto usable = [log_x](const PlotPoint& p) { return std::isfinite(p.x) && (!log_x || p.x > 0); };
+
+  // One x and y domain for every panel, so panels compare at a glance.
+  double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin;
+  double ymin = xmin, ymax = -xmin;
+  std::map<std::string, size_t> colour;  // series name -> palette index
+  std::vector<std::string> legend;
+  for (const PlotPanel& panel : panels) {
+    for (const PlotSeries& s : panel.series) {
+      if (colour.emplace(s.name, colour.size()).second) legend.push_back(s.name);
+      for (const PlotPoint& p : s.points) {
+        if (!usable(p)) continue;
+        xmin = std::min(xmin, x_of(p.x));
+        xmax = std::max(xmax, x_of(p.x));
+        if (std::isfinite(p.y)) {
+          ymin = std::min(ymin, p.y);
+          ymax = std::max(ymax, p.y);
+        }
+      }
+    }
+  }
+  Domain xd, yd;
+  if (std::isfinite(xmin)) {
+    xd = log_x ? Domain{std::floor(xmin), std::ceil(xmax)} : Domain{xmin, xmax};
+    if (xd.hi == xd.lo) xd = log_x ? Domain{xd.lo - 1, xd.hi + 1} : Domain{xd.lo - 1, xd.hi + 1};
+  }
+  if (std::isfinite(ymin)) yd = Domain{ymin, ymax};
+  if (options.y_min) yd.lo = *options.y_min;
+  if (options.y_max) yd.hi = *options.y_max;
+  if (yd.hi <= yd.lo) yd.hi = yd.lo + 1;
+
+  const int columns = std::max(1, options.columns);
+  const int n = static_cast<int>(panels.size());
+  const int cols = std::max(1, std::min(columns, n));
+  const int rows = std::max(1, (n + columns - 1) / columns);
+  const int top = (options.title.empty() ? 8 : kTitleHeight) + kLegendHeight;
+  // Wide enough for the footer lines too (about 6 px per 10 px character).
+  size_t longest = 0;
+  for (const std::string& line : options.footer) longest = std::max(longest, line.size());
+  const int width = std::max(cols * options.panel_width, 16 + 6 * static_cast<int>(longest));
+  const int height = top + rows * options.panel_height + 10 +
+                     static_cast<int>(options.footer.size()) * kFooterLine;
+
+  std::ostringstream svg;
+  svg << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+      << "\" viewBox=\"0 0 " << width << ' ' << height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      << "<rect class=\"background\" x=\"0\" y=\"0\" width=\"" << width << "\" height=\"" << height
+      << "\" fill=\"white\"/>\n";
+  if (!options.title.empty()) {
+    svg << "<text class=\"title\" x=\"" << width / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"16\">"
+        << XmlEscape(options.title) << "</text>\n";
+  }
+
+  // Legend: one entry per series name, then the marker.
+  {
+    const int ly = top - kLegendHeight / 2;
+    int lx = kMarginLeft;
+    svg << "<g class=\"legend\">\n";
+    for (const std::string& name : legend) {
+      const char* c = kPalette[colour[name] % std::size(kPalette)];
+      svg << "<g class=\"legend-entry\" data-series=\"" << XmlEscape(name) << "\">"
+          << "<line x1=\"" << lx << "\" y1=\"" << ly << "\" x2=\"" << lx + 22 << "\" y2=\"" << ly
+          << "\" stroke=\"" << c << "\" stroke-width=\"2\"/>"
+          << "<text x=\"" << lx + 27 << "\" y=\"" << ly + 4 << "\">" << XmlEscape(name) << "</text></g>\n";
+      lx += 48 + 8 * static_cast<int>(name.size());
+    }
+    if (!options.marker_legend.empty()) {
+      svg << "<g class=\"legend-entry legend-marker\"><circle cx=\"" << lx + 6 << "\" cy=\"" << ly
+          << "\" r=\"5\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/><text x=\"" << lx + 16
+          << "\" y=\"" << ly + 4 << "\">" << XmlEscape(options.marker_legend) << "</text></g>\n";
+    }
+    svg << "</g>\n";
+  }
+
+  for (int i = 0; i < n; ++i) {
+    const PlotPanel& panel = panels[i];
+    const int ox = (i % columns) * options.panel_width;
+    const int oy = top + (i / columns) * options.panel_height;
+    const double left = ox + kMarginLeft, right = ox + options.panel_width - kMarginRight;
+    const double ptop = oy + kMarginTop, bottom = oy + options.panel_height - kMarginBottom;
+    svg << "<g class=\"panel\" data-title=\"" << XmlEscape(panel.title) << "\">\n";
+    svg << "<text class=\"panel-title\" x=\"" << Num((left + right) / 2) << "\" y=\"" << oy + 18
+        << "\" text-anchor=\"middle\" font-size=\"13\">" << XmlEscape(panel.title) << "</text>\n";
+    svg << "<rect class=\"plot-area\" x=\"" << Num(left) << "\" y=\"" << Num(ptop) << "\" width=\""
+        << Num(right - left) << "\" height=\"" << Num(bottom - ptop)
+        << "\" fill=\"none\" stroke=\"#dddddd\"/>\n";
+    svg << "<line class=\"axis x-axis\" x1=\"" << Num(left) << "\" y1=\"" << Num(bottom) << "\" x2=\""
+        << Num(right) << "\" y2=\"" << Num(bottom) << "\" stroke=\"black\"/>\n";
+    svg << "<line class=\"axis y-axis\" x1=\"" << Num(left) << "\" y1=\"" << Num(bottom) << "\" x2=\""
+        << Num(left) << "\" y2=\"" << Num(ptop) << "\" stroke=\"black\"/>\n";
+
+    // x ticks: every decade on a log axis, five even steps otherwise.
+    std::vector<double> xticks;
+    if (log_x) {
+      for (double k = xd.lo; k <= xd.hi + 1e-9; k += 1) xticks.push_back(k);
+    } else {
+      for (int t = 0; t <= 4; ++t) xticks.push_back(xd.lo + (xd.hi - xd.lo) * t / 4);
+    }
+    for (double t : xticks) {
+      const double px = Map(t, xd, left, right);
+      svg << "<g class=\"tick x-tick\"><line x1=\"" << Num(px) << "\" y1=\"" << Num(bottom) << "\" x2=\""
+          << Num(px) << "\" y2=\"" << Num(bottom + 5) << "\" stroke=\"black\"/><text x=\"" << Num(px)
+          << "\" y=\"" << Num(bottom + 18) << "\" text-anchor=\"middle\">"
+          << TickLabel(log_x ? std::pow(10.0, t) : t) << "</text></g>\n";
+    }
+    for (int t = 0; t < kYTicks; ++t) {
+      const double v = yd.lo + (yd.hi - yd.lo) * t / (kYTicks - 1);
+      const double py = Map(v, yd, bottom, ptop);
+      svg << "<g class=\"tick y-tick\"><line x1=\"" << Num(left - 5) << "\" y1=\"" << Num(py) << "\" x2=\""
+          << Num(left) << "\" y2=\"" << Num(py) << "\" stroke=\"black\"/><text x=\"" << Num(left - 8)
+          << "\" y=\"" << Num(py + 4) << "\" text-anchor=\"end\">" << TickLabel(v) << "</text></g>\n";
+    }
+    svg << "<text class=\"axis-label x-label\" x=\"" << Num((left + right) / 2) << "\" y=\""
+        << Num(bottom + 36) << "\" text-anchor=\"middle\">" << XmlEscape(options.x_label) << "</text>\n";
+    const double ymid = (ptop + bottom) / 2;
+    svg << "<text class=\"axis-label y-label\" x=\"" << ox + 16 << "\" y=\"" << Num(ymid)
+        << "\" text-anchor=\"middle\" transform=\"rotate(-90 " << ox + 16 << ' ' << Num(ymid) << ")\">"
+        << XmlEscape(options.y_label) << "</text>\n";
+
+    for (const PlotSeries& s : panel.series) {
+      const char* c = kPalette[colour[s.name] % std::size(kPalette)];
+      std::string d;
+      bool pen_down = false;
+      for (const PlotPoint& p : s.points) {
+        if (!usable(p) || !std::isfinite(p.y)) {
+          pen_down = false;
+          continue;
+        }
+        d += (d.empty() ? "" : " ") + std::string(pen_down ? "L" : "M") +
+             Num(Map(x_of(p.x), xd, left, right)) + "," + Num(Map(p.y, yd, bottom, ptop));
+        pen_down = true;
+      }
+      svg << "<path class=\"series\" data-series=\"" << XmlEscape(s.name) << "\" d=\"" << d
+          << "\" fill=\"none\" stroke=\"" << c << "\" stroke-width=\"2\"/>\n";
+      for (size_t m : s.marked) {
+        if (m >= s.points.size()) continue;
+        const PlotPoint& p = s.points[m];
+        if (!usable(p) || !std::isfinite(p.y)) continue;
+        svg << "<circle class=\"marker " << XmlEscape(options.marker_class) << "\" data-series=\""
+            << XmlEscape(s.name) << "\" data-x=\"" << TickLabel(p.x) << "\" cx=\""
+            << Num(Map(x_of(p.x), xd, left, right)) << "\" cy=\"" << Num(Map(p.y, yd, bottom, ptop))
+            << "\" r=\"5\" fill=\"none\" stroke=\"" << c << "\" stroke-width=\"2\"/>\n";
+      }
+    }
+    svg << "</g>\n";
+  }
+
+  int fy = top + rows * options.panel_height + 10;
+  if (!options.footer.empty()) {
+    svg << "<g class=\"footer\" font-size=\"10\" fill=\"#444444\">\n";
+    for (const std::string& line : options.footer) {
+      svg << "<text x=\"8\" y=\"" << fy << "\">" << XmlEscape(line) << "</text>\n";
+      fy += kFooterLine;
+    }
+    svg << "</g>\n";
+  }
+  svg << "</svg>\n";
+  return svg.str();
+}
+
+}  // namespace madam::server
