@@ -8,10 +8,28 @@
 
 namespace madam::cli {
 
+Status LoadClientTls(ClientOptions* options) {
+  if (options->tls_ca_file.empty() && options->tls_cert_file.empty() && options->tls_key_file.empty()) {
+    return Status::Ok();
+  }
+  auto pem = LoadTlsPem("--tls-ca", options->tls_ca_file, options->tls_cert_file, options->tls_key_file);
+  if (!pem.ok()) return pem.status();
+  options->tls = std::move(*pem);
+  return Status::Ok();
+}
+
 std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(const ClientOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
-  return grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls->ca;
+    ssl.pem_cert_chain = options.tls->cert;
+    ssl.pem_private_key = options.tls->key;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  return grpc::CreateCustomChannel(options.address, credentials, args);
 }
 
 void PrepareContext(grpc::ClientContext& context, const ClientOptions& options,
@@ -72,7 +90,8 @@ std::string DescribeRpcError(const grpc::Status& status, const std::string& addr
              CodeAndMessage(status) + "): set --token or MADAM_TOKEN";
     case grpc::StatusCode::PERMISSION_DENIED:
       return "the token's role may not do this (" + CodeAndMessage(status) +
-             "): submit, cancel and rerun need an admin token";
+             "): submit, cancel and rerun need an admin token; list, show, watch and reports a "
+             "reader (or admin) token";
     case grpc::StatusCode::UNIMPLEMENTED:
       return "the coordinator at " + address + " does not support this call (" +
              CodeAndMessage(status) + "): is it an older madamd?";

@@ -14,11 +14,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/tls_files.h"
 #include "madam/v1/coordinator.grpc.pb.h"
 
 namespace madam::cli {
@@ -40,9 +42,21 @@ constexpr int kMaxReceiveMessageBytes = 256 << 20;
 struct ClientOptions {
   std::string address = kDefaultCoordinator;
   std::string token;  // empty: send no authorization metadata
+  // TLS: PEM file paths from --tls-ca/--tls-cert/--tls-key (all empty:
+  // plaintext), and their contents, read by LoadClientTls before the channel
+  // is made.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::optional<TlsPem> tls;
 };
 
-// A channel to the coordinator at options.address. Connection happens lazily
+// Reads the --tls-* files into options->tls when any is set; the error names
+// the flag and the file.
+Status LoadClientTls(ClientOptions* options);
+
+// A channel to the coordinator at options.address, over TLS when options.tls
+// is set (system roots when it has no CA). Connection happens lazily
 // on the first call, so this never fails; an unreachable address surfaces as
 // UNAVAILABLE from that call.
 std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(const ClientOptions& options);

@@ -17,6 +17,11 @@ struct ServeOptions {
   int threads = 0;
   std::string name;   // default: host name and device
   std::string token;  // sent as "authorization: Bearer TOKEN"; never logged
+  // TLS to the coordinator: PEM files (all empty: plaintext). tls_ca verifies
+  // madamd's certificate; tls_cert/tls_key are this worker's for mutual TLS.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
   // Where run checkpoints go when the coordinator names no directory.
   std::string checkpoint_dir = "madam-checkpoints";
   // Exit after this many runs (0: serve until stopped). For tests and batch

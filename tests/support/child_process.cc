@@ -1,5 +1,7 @@
 #include "tests/support/child_process.h"
 
+#include <algorithm>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -108,6 +110,11 @@ Madamd StartMadamd(const std::string& madamd_path, const std::string& db_path,
                    const std::vector<std::string>& extra_flags, const std::string& listen) {
   std::vector<std::string> argv = {madamd_path, "--listen", listen, "--db", db_path};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  // madamd's HTTP default is the fixed port 7071: tests running in parallel
+  // (and other madamds on the machine) would collide, so pick a free one.
+  if (std::find(extra_flags.begin(), extra_flags.end(), "--http") == extra_flags.end()) {
+    argv.insert(argv.end(), {"--http", "127.0.0.1:0"});
+  }
   Madamd m;
   m.process = std::make_unique<ChildProcess>(argv);
   auto line = m.process->WaitForLine(std::regex(R"(listening on (\S+:\d+))"),
