@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   CLI::App app{"madamd: the madam coordinator (sweeps, leases, metrics)"};
   app.add_option("--listen", opts.listen, "gRPC address host:port (port 0 picks a free one)")
       ->capture_default_str();
-  app.add_option("--http", opts.http,
+  CLI::Option* http_flag = app.add_option("--http", opts.http,
                  "HTTP address for the dashboard, /metrics and /api/v1 (port 0 picks a free one; "
                  "empty: no HTTP)")
       ->capture_default_str();
@@ -280,16 +280,25 @@ int main(int argc, char** argv) {
     http_options.address = opts.http;
     auto started = madam::server::HttpServer::Start(
         http_options, [&routes](const madam::server::HttpRequest& r) { return routes.Handle(r); });
-    if (!started.ok()) {
+    if (started.ok()) {
+      http = std::move(*started);
+      // Tests and scripts read this line to learn the port when --http ends in :0.
+      std::printf("madamd: http on %s:%d\n", opts.http.substr(0, opts.http.rfind(':')).c_str(),
+                  http->port());
+      std::fflush(stdout);
+    } else if (http_flag->count() > 0) {
       std::fprintf(stderr, "madamd: cannot serve HTTP on %s: %s\n", opts.http.c_str(),
                    started.status().ToString().c_str());
       server->Shutdown();
       return 1;
+    } else {
+      // The default port is taken (often by another madamd on this machine):
+      // the coordinator still serves gRPC; say how to get HTTP back.
+      std::fprintf(stderr,
+                   "madamd: warning: no dashboard or /metrics: cannot serve HTTP on the default %s "
+                   "(%s); pass --http HOST:PORT (port 0 picks a free one)\n",
+                   opts.http.c_str(), started.status().ToString().c_str());
     }
-    http = std::move(*started);
-    // Tests and scripts read this line to learn the port when --http ends in :0.
-    std::printf("madamd: http on %s:%d\n", opts.http.substr(0, opts.http.rfind(':')).c_str(), http->port());
-    std::fflush(stdout);
   }
 
   const auto reap_period =

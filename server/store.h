@@ -85,6 +85,11 @@ struct StoreOptions {
   // synchronous=NORMAL (kill -9 safe, power-loss safe at the next FULL commit
   // or checkpoint). true: every commit is FULL.
   bool metrics_full_sync = false;
+  // Optional: called on the writer thread after every group transaction
+  // (committed or not) with its BEGIN..COMMIT time in seconds, for the
+  // write-batch latency histogram. Keep it short and non-blocking; it must
+  // not call back into the Store.
+  std::function<void(double seconds)> on_transaction;
 };
 
 // One grid cell as the submitter expanded it, in order (index = position).
@@ -198,6 +203,9 @@ struct StoreStats {
   int64_t failed_commits = 0;     // group transactions that failed to commit
   int64_t queue_depth = 0;        // calls waiting for the writer now
   double commit_seconds_total = 0;  // time spent in BEGIN..COMMIT
+  int64_t leases_granted = 0;     // new leases granted by AcquireRun (not re-sent ones)
+  int64_t leases_expired = 0;     // leases reclaimed after their expiry
+  int64_t retries = 0;            // runs sent back to PENDING for another attempt
 };
 
 class Store {

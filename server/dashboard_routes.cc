@@ -1,0 +1,278 @@
+#include "server/dashboard_routes.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string_view>
+#include <vector>
+
+#include "server/report.h"
+#include "server/svg_plot.h"
+
+namespace madam::server {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Series drawn by curves.svg, and points per series (evenly thinned beyond).
+constexpr size_t kMaxCurveRuns = 64;
+constexpr size_t kMaxCurvePoints = 600;
+
+HttpResponse JsonResponse(const Json& body, int status = 200) {
+  // Non-finite numbers (a diverged loss) become null rather than invalid JSON.
+  return HttpResponse::Json(status, body.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
+HttpResponse Error(int status, const std::string& message) {
+  return JsonResponse(Json{{"error", message}}, status);
+}
+
+HttpResponse FromStatus(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kNotFound: return Error(404, s.message());
+    case StatusCode::kInvalidArgument: return Error(400, s.message());
+    case StatusCode::kFailedPrecondition: return Error(409, s.message());
+    case StatusCode::kUnavailable: return Error(503, s.message());
+    default: return Error(500, s.message());
+  }
+}
+
+Json Number(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+
+Json CountsJson(const RunCounts& c) {
+  return Json{{"pending", c.pending},     {"running", c.running}, {"succeeded", c.succeeded},
+              {"diverged", c.diverged},   {"failed", c.failed},   {"cancelled", c.cancelled},
+              {"total", c.total()}};
+}
+
+Json SweepJson(const SweepRow& s, bool with_spec) {
+  Json j{{"id", s.id},
+         {"name", s.name},
+         {"state", s.state},
+         {"metric", {{"name", s.metric_name}, {"goal", s.metric_goal}}},
+         {"device", s.device},
+         {"max_concurrent", s.max_concurrent},
+         {"max_attempts", s.max_attempts},
+         {"created_at_ms", s.created_at_ms},
+         {"counts", CountsJson(s.counts)}};
+  if (with_spec) j["spec_text"] = s.spec_text;
+  return j;
+}
+
+Json ParamsJson(const RunParams& params) {
+  Json j = Json::object();
+  for (const auto& [name, value] : params) {
+    j[name] = value.is_number() ? Number(value.number) : Json(value.text);
+  }
+  return j;
+}
+
+Json RunJson(const RunRow& r, const std::optional<LiveRun>& live) {
+  Json final_values = Json::object();
+  for (const auto& [name, value] : r.final) final_values[name] = Number(value);
+  Json j{{"id", r.id},
+         {"sweep", r.sweep_id},
+         {"index", r.index},
+         {"state", RunStateName(r.state)},
+         {"attempts", r.attempts},
+         {"max_attempts", r.max_attempts},
+         {"params", ParamsJson(r.params)},
+         {"labels", r.labels},
+         {"final", final_values},
+         {"last_error", r.last_error},
+         {"worker", r.lease_worker},
+         {"started_at_ms", r.started_at_ms},
+         {"ended_at_ms", r.ended_at_ms}};
+  if (live && r.state == RunState::kRunning) {
+    Json latest = Json::object();
+    for (const auto& [name, value] : live->latest) latest[name] = Number(value);
+    j["live"] = Json{{"step", live->step}, {"progress", live->progress}, {"latest", latest}};
+  } else {
+    j["live"] = nullptr;
+  }
+  return j;
+}
+
+// "#3 optimizer=adam lr=0.01": short enough for a legend, unique in a sweep.
+std::string RunLabel(const RunRow& r) {
+  std::string label = "#" + std::to_string(r.index);
+  for (const auto& [name, value] : r.labels) label += " " + name + "=" + value;
+  return label;
+}
+
+std::vector<std::string> SplitPath(std::string_view path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) parts.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+DashboardRoutes::DashboardRoutes(Store* store, LiveRunTable* live, CoordinatorMetrics* metrics)
+    : store_(store), live_(live), metrics_(metrics) {}
+
+HttpResponse DashboardRoutes::Handle(const HttpRequest& request) const {
+  const std::string& path = request.path;
+  if (path == "/" || path == "/index.html") {
+    HttpResponse r = HttpResponse::Text(200, kDashboardHtml);
+    r.content_type = "text/html; charset=utf-8";
+    return r;
+  }
+  if (path == "/metrics") {
+    HttpResponse r = HttpResponse::Text(200, metrics_->Scrape(*store_, *live_));
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+  }
+  const std::vector<std::string> p = SplitPath(path);
+  if (p.size() >= 3 && p[0] == "api" && p[1] == "v1") {
+    const std::string& kind = p[2];
+    if (kind == "sweeps") {
+      if (p.size() == 3) return Sweeps();
+      if (p.size() == 4) return Sweep(p[3]);
+      if (p.size() == 5 && p[4] == "runs") return SweepRuns(p[3]);
+      if (p.size() == 5 && p[4] == "lr-sensitivity.svg") return LrSensitivitySvg(p[3]);
+      if (p.size() == 5 && p[4] == "curves.svg") return CurvesSvg(p[3], request);
+    } else if (kind == "runs") {
+      if (p.size() == 4) return Run(p[3]);
+      if (p.size() == 5 && p[4] == "metrics") return RunMetrics(p[3], request);
+    } else if (kind == "workers" && p.size() == 3) {
+      return Workers();
+    }
+  }
+  return Error(404, "no such path: " + path);
+}
+
+HttpResponse DashboardRoutes::Sweeps() const {
+  auto sweeps = store_->ListSweeps();
+  if (!sweeps.ok()) return FromStatus(sweeps.status());
+  Json list = Json::array();
+  for (const SweepRow& s : *sweeps) list.push_back(SweepJson(s, false));
+  return JsonResponse(Json{{"sweeps", list}});
+}
+
+HttpResponse DashboardRoutes::Sweep(const std::string& id) const {
+  auto sweep = store_->GetSweep(id);
+  if (!sweep.ok()) return FromStatus(sweep.status());
+  return JsonResponse(SweepJson(*sweep, true));
+}
+
+HttpResponse DashboardRoutes::SweepRuns(const std::string& id) const {
+  auto runs = store_->ListRuns(id);
+  if (!runs.ok()) return FromStatus(runs.status());
+  const std::map<std::string, LiveRun> live = live_->Snapshot();
+  Json list = Json::array();
+  for (const RunRow& r : *runs) {
+    auto it = live.find(r.id);
+    list.push_back(RunJson(r, it == live.end() ? std::nullopt : std::optional<LiveRun>(it->second)));
+  }
+  return JsonResponse(Json{{"sweep", id}, {"runs", list}});
+}
+
+HttpResponse DashboardRoutes::LrSensitivitySvg(const std::string& sweep_id) const {
+  auto report = MakeReport(*store_, {sweep_id}, "lr-sensitivity", "svg");
+  if (!report.ok()) return FromStatus(report.status());
+  HttpResponse r = HttpResponse::Text(200, std::move(report->content));
+  r.content_type = "image/svg+xml";
+  return r;
+}
+
+HttpResponse DashboardRoutes::CurvesSvg(const std::string& sweep_id, const HttpRequest& request) const {
+  auto metric_it = request.query.find("metric");
+  const std::string metric = metric_it == request.query.end() ? "train/loss" : metric_it->second;
+  auto runs_it = request.query.find("runs");
+  const std::string which = runs_it == request.query.end() ? "running" : runs_it->second;
+  if (which != "running" && which != "all") return Error(400, "runs must be running or all, not '" + which + "'");
+  auto sweep = store_->GetSweep(sweep_id);
+  if (!sweep.ok()) return FromStatus(sweep.status());
+  auto runs = which == "running" ? store_->ListRuns(sweep_id, RunState::kRunning) : store_->ListRuns(sweep_id);
+  if (!runs.ok()) return FromStatus(runs.status());
+
+  PlotPanel panel;
+  panel.title = metric;
+  for (const RunRow& r : *runs) {
+    if (panel.series.size() >= kMaxCurveRuns) break;
+    auto points = store_->GetMetrics(r.id, metric);
+    if (!points.ok() || points->empty()) continue;
+    PlotSeries series;
+    series.name = RunLabel(r);
+    const size_t stride = (points->size() + kMaxCurvePoints - 1) / kMaxCurvePoints;
+    for (size_t i = 0; i < points->size(); i += stride) {
+      series.points.push_back({static_cast<double>((*points)[i].step), (*points)[i].value});
+    }
+    if ((points->size() - 1) % stride != 0) {  // always end at the latest point
+      series.points.push_back({static_cast<double>(points->back().step), points->back().value});
+    }
+    panel.series.push_back(std::move(series));
+  }
+  if (panel.series.empty()) {
+    HttpResponse r = HttpResponse::Text(204, "");
+    return r;
+  }
+  LinePlotOptions options;
+  options.title = sweep->name + " (" + sweep_id + "): " + metric;
+  options.x_label = "step";
+  options.y_label = metric;
+  options.columns = 1;
+  options.panel_width = 640;
+  options.panel_height = 320;
+  options.marker_legend = "";
+  HttpResponse r = HttpResponse::Text(200, RenderLinePlot({panel}, options));
+  r.content_type = "image/svg+xml";
+  return r;
+}
+
+HttpResponse DashboardRoutes::Run(const std::string& id) const {
+  auto run = store_->GetRun(id);
+  if (!run.ok()) return FromStatus(run.status());
+  return JsonResponse(RunJson(*run, live_->Get(id)));
+}
+
+HttpResponse DashboardRoutes::RunMetrics(const std::string& id, const HttpRequest& request) const {
+  std::optional<std::string> name;
+  if (auto it = request.query.find("name"); it != request.query.end() && !it->second.empty()) name = it->second;
+  int64_t after_step = -1;
+  if (auto it = request.query.find("after_step"); it != request.query.end()) {
+    try {
+      size_t used = 0;
+      after_step = std::stoll(it->second, &used);
+      if (used != it->second.size()) throw std::invalid_argument("trailing characters");
+    } catch (const std::exception&) {
+      return Error(400, "after_step must be an integer, not '" + it->second + "'");
+    }
+  }
+  auto points = store_->GetMetrics(id, name, after_step);
+  if (!points.ok()) return FromStatus(points.status());
+  Json list = Json::array();
+  for (const MetricPoint& pt : *points) {
+    list.push_back(Json{{"name", pt.name}, {"step", pt.step}, {"value", Number(pt.value)}, {"time", pt.time}});
+  }
+  return JsonResponse(Json{{"run", id}, {"points", list}});
+}
+
+HttpResponse DashboardRoutes::Workers() const {
+  auto workers = store_->ListWorkers();
+  if (!workers.ok()) return FromStatus(workers.status());
+  Json list = Json::array();
+  for (const WorkerRow& w : *workers) {
+    list.push_back(Json{{"id", w.id},
+                        {"name", w.name},
+                        {"device", w.device},
+                        {"info", w.info},
+                        {"registered_at_ms", w.registered_at_ms},
+                        {"last_seen_ms", w.last_seen_ms},
+                        {"current_run", w.current_run}});
+  }
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  return JsonResponse(Json{{"now_ms", now_ms}, {"workers", list}});
+}
+
+}  // namespace madam::server

@@ -1,0 +1,58 @@
+// DashboardRoutes: what madamd serves over HTTP (ARCHITECTURE.md section 8) —
+// the dashboard page, /metrics and the JSON API under /api/v1/ that feeds
+// the page. It routes HttpServer requests; HttpServer does the transport.
+//
+//   GET /                                   the dashboard (one self-contained page)
+//   GET /metrics                            Prometheus text exposition 0.0.4
+//   GET /api/v1/sweeps                      {"sweeps": [sweep...]}
+//   GET /api/v1/sweeps/{id}                 sweep (with spec_text)
+//   GET /api/v1/sweeps/{id}/runs            {"sweep": id, "runs": [run...]}
+//   GET /api/v1/sweeps/{id}/lr-sensitivity.svg   Figure 1 of the sweep (report module)
+//   GET /api/v1/sweeps/{id}/curves.svg?metric=M&runs=running|all
+//                                           metric M against step, a line per run
+//   GET /api/v1/runs/{id}                   run
+//   GET /api/v1/runs/{id}/metrics?name=M&after_step=N
+//                                           {"run": id, "points": [{name, step, value, time}]}
+//   GET /api/v1/workers                     {"workers": [worker...]}
+// Errors are JSON {"error": message} with 400 (bad parameter), 404 (unknown
+// id or path), 409 (a report the sweep has no results for yet), 503 (store
+// unavailable) or 500.
+//
+// Thread-safety: Handle() may be called concurrently from the HTTP threads;
+// the object holds no mutable state of its own (Store, LiveRunTable and
+// CoordinatorMetrics are thread-safe). All pointers must outlive it.
+#pragma once
+
+#include "server/http_server.h"
+#include "server/live_runs.h"
+#include "server/metrics.h"
+#include "server/store.h"
+
+namespace madam::server {
+
+class DashboardRoutes {
+ public:
+  DashboardRoutes(Store* store, LiveRunTable* live, CoordinatorMetrics* metrics);
+
+  HttpResponse Handle(const HttpRequest& request) const;
+
+ private:
+  HttpResponse Sweeps() const;
+  HttpResponse Sweep(const std::string& id) const;
+  HttpResponse SweepRuns(const std::string& id) const;
+  HttpResponse LrSensitivitySvg(const std::string& sweep_id) const;
+  HttpResponse CurvesSvg(const std::string& sweep_id, const HttpRequest& request) const;
+  HttpResponse Run(const std::string& id) const;
+  HttpResponse RunMetrics(const std::string& id, const HttpRequest& request) const;
+  HttpResponse Workers() const;
+
+  Store* store_;
+  LiveRunTable* live_;
+  CoordinatorMetrics* metrics_;
+};
+
+// The dashboard page (HTML with inline CSS and JavaScript), embedded in the
+// binary at build time from server/dashboard/index.html.
+extern const char* const kDashboardHtml;
+
+}  // namespace madam::server
