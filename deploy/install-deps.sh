@@ -4,22 +4,24 @@
 # present are left as they are, so a second run costs one dpkg query.
 set -euo pipefail
 
-packages=(
-  # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates python3
-  # LibTorch and the BLAS it must use (without OpenBLAS LibTorch falls back
-  # to the reference BLAS and trains ~15x slower)
-  libtorch-dev libopenblas0-openmp
-  # wire protocol
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  # store, metrics, HTTP
-  libsqlite3-dev sqlite3 prometheus-cpp-dev libboost-dev
-  # configuration, CLI, JSON, logging, compression
-  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev zlib1g-dev
-  # tests and benchmarks
+# What madam builds and runs with lives in deploy/packages/*.txt,
+# shared with the container images (deploy/docker/); this script adds what
+# tests, benchmarks and the deployment checks need on top.
+here=$(dirname "$0")
+mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' \
+  "$here"/packages/*.txt)
+packages+=(
+  # tests and benchmarks (sqlite3: the CLI, to inspect stores)
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-optuna
-  # data
-  dataset-fashion-mnist
+  # the brief fuzz run in CI: clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev sqlite3
+  # security tests: certificates for TLS / mutual TLS are made with openssl
+  openssl
+  # observability integration tests: a real Prometheus (and promtool), headless
+  # Chromium for the dashboard, and a font for its screenshots
+  prometheus chromium fonts-dejavu-core
+  # deployment checks (deploy/lint.sh) and the network-namespace test
+  shellcheck systemd iproute2 python3-yaml python3-kubernetes
 )
 
 missing=()
