@@ -82,7 +82,10 @@ class Stack:
 
     # ---- processes ----
     def start_madamd(self, port=0):
-        self.madamd = Process([self.madamd_bin, "--listen", f"127.0.0.1:{port}", "--db", self.db,
+        # --http on a free port: tests run in parallel and must not fight
+        # over the default 7071.
+        http = [] if any(f.startswith("--http") for f in self.madamd_flags) else ["--http", "127.0.0.1:0"]
+        self.madamd = Process([self.madamd_bin, "--listen", f"127.0.0.1:{port}", "--db", self.db] + http + [
                                "--lease-seconds", str(self.lease_seconds),
                                "--checkpoint-dir", os.path.join(self.tmp, "checkpoints")] +
                               self.madamd_flags, "madamd")
