@@ -16,6 +16,7 @@
 //   coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B]
 //                     [--runs R] [--only ingest|schedule|trials|load] [--quick]
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -47,6 +48,28 @@ struct Options {
   std::string only;
 };
 
+// Every call has a deadline, so a stalled coordinator shows up as errors
+// rather than a hung benchmark.
+void SetDeadline(grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+}
+
+// The phase being measured, for the watchdog's message.
+std::atomic<const char*> g_phase{"start"};
+std::atomic<pid_t> g_madamd_pid{0};
+
+// Ends the benchmark (and its madamd, which would otherwise keep the test
+// runner's output open) if it runs far past its expected time.
+void StartWatchdog(double limit_seconds) {
+  std::thread([limit_seconds] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds));
+    std::fprintf(stderr, "coordinator_bench: still running after %.0f s, in phase %s; giving up\n",
+                 limit_seconds, g_phase.load());
+    if (g_madamd_pid > 0) kill(g_madamd_pid, SIGKILL);
+    std::_Exit(3);
+  }).detach();
+}
+
 double Since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -60,6 +83,7 @@ std::string GridSweep(int runs, const std::string& name) {
 
 std::string Submit(v1::Coordinator::Stub* client, const std::string& text, double* seconds) {
   grpc::ClientContext ctx;
+  SetDeadline(&ctx);
   v1::SubmitSweepRequest req;
   req.set_file_name("bench.yaml");
   req.set_spec_text(text);
@@ -76,6 +100,7 @@ std::string Submit(v1::Coordinator::Stub* client, const std::string& text, doubl
 
 std::string Register(v1::WorkerApi::Stub* stub, int i) {
   grpc::ClientContext ctx;
+  SetDeadline(&ctx);
   v1::RegisterWorkerRequest req;
   req.set_name("bench-" + std::to_string(i));
   req.set_device("cpu");
@@ -86,6 +111,7 @@ std::string Register(v1::WorkerApi::Stub* stub, int i) {
 
 bool Acquire(v1::WorkerApi::Stub* stub, const std::string& worker, v1::AcquireRunResponse* lease) {
   grpc::ClientContext ctx;
+  SetDeadline(&ctx);
   v1::AcquireRunRequest req;
   req.set_worker_id(worker);
   req.set_device("cpu");
@@ -147,6 +173,7 @@ void Ingest(const Options& o, const std::string& address, const std::string& db_
           p->set_time(1.7e9);
         }
         grpc::ClientContext ctx;
+        SetDeadline(&ctx);
         v1::ReportMetricsResponse resp;
         if (stub->ReportMetrics(&ctx, req, &resp).ok()) {
           acked += o.batch;
@@ -156,6 +183,7 @@ void Ingest(const Options& o, const std::string& address, const std::string& db_
         // Heartbeat now and then, as a real worker does.
         if (step % (o.batch * 20) == 0) {
           grpc::ClientContext hctx;
+          SetDeadline(&hctx);
           v1::HeartbeatRequest hb;
           hb.set_run_id(lease.run_id());
           hb.set_lease_epoch(lease.lease_epoch());
@@ -228,9 +256,11 @@ void Trials(const Options& o, const std::string& address, v1::Coordinator::Stub*
           p->set_time(1.7e9);
         }
         grpc::ClientContext rctx;
+        SetDeadline(&rctx);
         v1::ReportMetricsResponse rresp;
         stub->ReportMetrics(&rctx, req, &rresp);
         grpc::ClientContext cctx;
+        SetDeadline(&cctx);
         v1::CompleteRunRequest done;
         done.set_run_id(lease.run_id());
         done.set_lease_epoch(lease.lease_epoch());
@@ -294,6 +324,7 @@ bool Load(const Options& o, const std::string& address, pid_t madamd_pid,
           p->set_time(1.7e9);
         }
         grpc::ClientContext ctx;
+        SetDeadline(&ctx);
         v1::ReportMetricsResponse resp;
         const auto sent = Clock::now();
         if (stub->ReportMetrics(&ctx, req, &resp).ok()) {
@@ -368,14 +399,21 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  StartWatchdog(o.seconds * 4 + (o.only == "load" ? 60 : 240));
   madam::testing::TempDir dir;
   const std::string db = dir.path() + "/bench.db";
   auto madamd = madam::testing::StartMadamd(o.madamd, db, {"--lease-seconds", "300"});
+  g_madamd_pid = madamd.process->pid();
   auto client = v1::Coordinator::NewStub(
       grpc::CreateChannel(madamd.address, grpc::InsecureChannelCredentials()));
+  g_phase = "ingest";
   if (o.only.empty() || o.only == "ingest") Ingest(o, madamd.address, db, client.get());
+  g_phase = "schedule";
   if (o.only.empty() || o.only == "schedule") Schedule(o, madamd.address, client.get());
+  g_phase = "trials";
   if (o.only.empty() || o.only == "trials") Trials(o, madamd.address, client.get());
+  g_phase = "load";
   if (o.only == "load" && !Load(o, madamd.address, madamd.process->pid(), client.get())) return 1;
+  g_phase = "shutdown";
   return 0;
 }
