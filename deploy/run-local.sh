@@ -5,7 +5,8 @@
 #   deploy/run-local.sh [SWEEP_FILE]
 # Environment: STATE_DIR (default madam-local: the SQLite store, checkpoints
 # and logs, kept for later `madamctl report` runs), BUILD_DIR (default build),
-# WORKERS (default 2), PORT (default 7070).
+# WORKERS (default 2), PORT (default 7070: gRPC), HTTP_PORT (default 7071:
+# the dashboard and /metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sweep=${1:-sweeps/lr_grid.yaml}
@@ -13,6 +14,7 @@ build_dir=${BUILD_DIR:-build}
 state_dir=${STATE_DIR:-madam-local}
 workers=${WORKERS:-2}
 port=${PORT:-7070}
+http_port=${HTTP_PORT:-7071}
 address=127.0.0.1:$port
 
 ./deploy/install-deps.sh
@@ -27,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$build_dir/server/madamd" --listen "$address" --db "$state_dir/madam.db" \
+"$build_dir/server/madamd" --listen "$address" --http "127.0.0.1:$http_port" --db "$state_dir/madam.db" \
   --checkpoint-dir "$state_dir/checkpoints" >"$state_dir/madamd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -48,6 +50,7 @@ done
 ctl=("$build_dir/cli/madamctl" --coordinator "$address")
 sweep_id=$("${ctl[@]}" --json sweep submit "$sweep" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
 echo "submitted $sweep as sweep $sweep_id; logs and store in $state_dir/"
+echo "live dashboard: http://127.0.0.1:$http_port/#/sweep/$sweep_id"
 "${ctl[@]}" sweep watch "$sweep_id" || true
 echo
 "${ctl[@]}" sweep show "$sweep_id"

@@ -31,9 +31,11 @@ std::string Num(double v) {
   return buf;
 }
 
+// Short enough to fit the left margin: whole numbers from 100 up, three
+// significant digits below (1289, 14.7, 0.468, 0.0001).
 std::string TickLabel(double v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
+  std::snprintf(buf, sizeof buf, std::fabs(v) >= 100 ? "%.0f" : "%.3g", v);
   return buf;
 }
 
