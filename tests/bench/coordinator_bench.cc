@@ -58,6 +58,14 @@ void SetDeadline(grpc::ClientContext* ctx) {
 std::atomic<const char*> g_phase{"start"};
 std::atomic<pid_t> g_madamd_pid{0};
 
+// Ends the benchmark at once with a message, killing madamd first: it
+// shares the test runner's output, which would stay open otherwise.
+[[noreturn]] void Fatal(const std::string& message) {
+  std::fprintf(stderr, "coordinator_bench: %s\n", message.c_str());
+  if (g_madamd_pid > 0) kill(g_madamd_pid, SIGKILL);
+  std::_Exit(1);
+}
+
 // Ends the benchmark (and its madamd, which would otherwise keep the test
 // runner's output open) if it runs far past its expected time.
 void StartWatchdog(double limit_seconds) {
@@ -91,32 +99,53 @@ std::string Submit(v1::Coordinator::Stub* client, const std::string& text, doubl
   const auto start = Clock::now();
   grpc::Status s = client->SubmitSweep(&ctx, req, &resp);
   if (seconds) *seconds = Since(start);
-  if (!s.ok()) {
-    std::fprintf(stderr, "submit failed: %s\n", s.error_message().c_str());
-    std::exit(1);
-  }
+  if (!s.ok()) Fatal("submit failed: " + s.error_message());
   return resp.sweep_id();
 }
 
+// Transient refusals (a connection still coming up, a momentarily full
+// thread quota) are retried with a short backoff, as a real worker does.
+bool Transient(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
 std::string Register(v1::WorkerApi::Stub* stub, int i) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
   v1::RegisterWorkerRequest req;
   req.set_name("bench-" + std::to_string(i));
   req.set_device("cpu");
-  v1::RegisterWorkerResponse resp;
-  if (!stub->RegisterWorker(&ctx, req, &resp).ok()) std::exit(1);
-  return resp.worker_id();
+  grpc::Status s;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::RegisterWorkerResponse resp;
+    s = stub->RegisterWorker(&ctx, req, &resp);
+    if (s.ok()) return resp.worker_id();
+    if (!Transient(s)) break;
+    std::fprintf(stderr, "coordinator_bench: RegisterWorker refused (%d %s); retrying\n",
+                 static_cast<int>(s.error_code()), s.error_message().c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 * (attempt + 1)));
+  }
+  Fatal("RegisterWorker failed: " + std::to_string(s.error_code()) + " " + s.error_message());
 }
 
 bool Acquire(v1::WorkerApi::Stub* stub, const std::string& worker, v1::AcquireRunResponse* lease) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
   v1::AcquireRunRequest req;
   req.set_worker_id(worker);
   req.set_device("cpu");
-  grpc::Status s = stub->AcquireRun(&ctx, req, lease);
-  return s.ok() && lease->has_run();
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    grpc::Status s = stub->AcquireRun(&ctx, req, lease);
+    if (s.ok()) return lease->has_run();
+    if (!Transient(s)) {
+      std::fprintf(stderr, "coordinator_bench: AcquireRun failed (%d %s)\n",
+                   static_cast<int>(s.error_code()), s.error_message().c_str());
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 * (attempt + 1)));
+  }
+  return false;
 }
 
 int64_t CountMetricRows(const std::string& db_path) {
@@ -202,7 +231,7 @@ void Ingest(const Options& o, const std::string& address, const std::string& db_
               static_cast<long long>(errors.load()), static_cast<long long>(rows),
               rows == acked ? "every acknowledged point stored" : "MISMATCH");
   std::printf("RESULT ingest_points_per_second %.0f\n", acked / elapsed);
-  if (rows != acked) std::exit(1);
+  if (rows != acked) Fatal("acknowledged points missing from SQLite");
 }
 
 void Schedule(const Options& o, const std::string& address, v1::Coordinator::Stub* client) {
@@ -399,7 +428,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  StartWatchdog(o.seconds * 4 + (o.only == "load" ? 60 : 240));
+  StartWatchdog(o.seconds * 3 + 90);
   madam::testing::TempDir dir;
   const std::string db = dir.path() + "/bench.db";
   auto madamd = madam::testing::StartMadamd(o.madamd, db, {"--lease-seconds", "300"});
