@@ -26,27 +26,6 @@ std::optional<RunState> FromProto(v1::RunState state) {
   }
 }
 
-void ToProto(const RunParams& params, google::protobuf::Map<std::string, v1::ParamValue>* out) {
-  for (const auto& [name, value] : params) {
-    v1::ParamValue& v = (*out)[name];
-    if (value.is_number()) {
-      v.set_number(value.number);
-    } else {
-      v.set_text(value.text);
-    }
-  }
-}
-
-RunParams FromProto(const google::protobuf::Map<std::string, v1::ParamValue>& params) {
-  RunParams out;
-  for (const auto& [name, value] : params) {
-    out.emplace(name, value.kind_case() == v1::ParamValue::kText
-                          ? ParamValue::String(value.text())
-                          : ParamValue::Number(value.number()));
-  }
-  return out;
-}
-
 void ToProto(const RunCounts& counts, v1::RunCounts* out) {
   out->set_pending(counts.pending);
   out->set_running(counts.running);
@@ -77,7 +56,7 @@ void ToProto(const RunRow& run, v1::Run* out) {
   out->set_state(ToProto(run.state));
   out->set_attempts(run.attempts);
   out->set_max_attempts(run.max_attempts);
-  ToProto(run.params, out->mutable_params());
+  ParamsToProto(run.params, out->mutable_params());
   out->mutable_labels()->insert(run.labels.begin(), run.labels.end());
   out->mutable_final()->insert(run.final.begin(), run.final.end());
   out->set_last_error(run.last_error);

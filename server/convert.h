@@ -11,6 +11,7 @@
 #include "common/run_config.h"
 #include "madam/v1/common.pb.h"
 #include "madam/v1/coordinator.pb.h"
+#include "proto/param_convert.h"
 #include "server/store.h"
 
 namespace madam::server {
@@ -18,9 +19,6 @@ namespace madam::server {
 v1::RunState ToProto(RunState state);
 // nullopt for RUN_STATE_UNSPECIFIED or an unknown value.
 std::optional<RunState> FromProto(v1::RunState state);
-
-void ToProto(const RunParams& params, google::protobuf::Map<std::string, v1::ParamValue>* out);
-RunParams FromProto(const google::protobuf::Map<std::string, v1::ParamValue>& params);
 
 void ToProto(const RunCounts& counts, v1::RunCounts* out);
 // spec_text is copied only when `with_spec` is set (GetSweep).

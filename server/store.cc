@@ -608,6 +608,20 @@ struct Store::Impl {
     return fn(*reader);
   }
 
+  // A random "<prefix><8 hex digits>" that `exists_sql` (one ? for the id)
+  // finds no row for. REQUIRES: on the writer thread, inside its transaction.
+  Result<std::string> UnusedId(const char* prefix, const char* exists_sql) {
+    for (int tries = 0; tries <= 100; ++tries) {
+      std::string id = RandomId(prefix);
+      MADAM_ASSIGN_STMT(st, *w, exists_sql);
+      st.Bind(1, id);
+      MADAM_STEP(taken, st);
+      st.Reset();
+      if (!taken) return id;
+    }
+    return Status::Internal(std::string("could not draw an unused ") + prefix + " id");
+  }
+
   std::string RandomId(const char* prefix) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rng() & 0xffffffffu));
@@ -887,14 +901,10 @@ Result<SweepRow> Store::CreateSweep(const NewSweep& sweep) {
       }
       st.Reset();
     }
-    for (int tries = 0;; ++tries) {
-      id = impl->RandomId("sw-");
-      MADAM_ASSIGN_STMT(st, w, "SELECT 1 FROM sweeps WHERE id = ?");
-      st.Bind(1, id);
-      MADAM_STEP(taken, st);
-      st.Reset();
-      if (!taken) break;
-      if (tries > 100) return Status::Internal("could not draw an unused sweep id");
+    {
+      auto fresh = impl->UnusedId("sw-", "SELECT 1 FROM sweeps WHERE id = ?");
+      if (!fresh.ok()) return fresh.status();
+      id = std::move(fresh).value();
     }
     const int64_t now = impl->Now();
     {
@@ -1466,14 +1476,10 @@ Result<WorkerRow> Store::RegisterWorker(const std::string& name, const std::stri
   std::string id;
   Status s = impl->Write([&]() -> Status {
     StatementCache& w = *impl->w;
-    for (int tries = 0;; ++tries) {
-      id = impl->RandomId("wk-");
-      MADAM_ASSIGN_STMT(st, w, "SELECT 1 FROM workers WHERE id = ?");
-      st.Bind(1, id);
-      MADAM_STEP(taken, st);
-      st.Reset();
-      if (!taken) break;
-      if (tries > 100) return Status::Internal("could not draw an unused worker id");
+    {
+      auto fresh = impl->UnusedId("wk-", "SELECT 1 FROM workers WHERE id = ?");
+      if (!fresh.ok()) return fresh.status();
+      id = std::move(fresh).value();
     }
     const int64_t now = impl->Now();
     MADAM_ASSIGN_STMT(st, w,

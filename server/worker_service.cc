@@ -43,7 +43,7 @@ grpc::Status WorkerService::AcquireRun(grpc::ServerContext*, const v1::AcquireRu
   resp->set_sweep_id(l.sweep_id);
   resp->set_lease_epoch(l.lease_epoch);
   resp->set_lease_seconds(options_.lease_seconds);
-  ToProto(l.params, resp->mutable_params());
+  ParamsToProto(l.params, resp->mutable_params());
   resp->set_attempt(l.attempt);
   resp->set_resume_checkpoint(l.resume_checkpoint);
   if (!options_.checkpoint_dir.empty()) {

@@ -22,6 +22,7 @@
 #include "common/run_config.h"
 #include "common/tls_files.h"
 #include "madam/v1/worker.grpc.pb.h"
+#include "proto/param_convert.h"
 #include "worker/trainer.h"
 
 namespace madam::worker {
@@ -48,14 +49,9 @@ void Log(const Args&... args) {
 }
 
 std::string Describe(const grpc::Status& s) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
-  const int code = static_cast<int>(s.error_code());
-  const std::string name = code >= 0 && code <= 16 ? kNames[code] : std::to_string(code);
-  return name + ": " + s.error_message();
+  // grpc::StatusCode and madam::StatusCode share their values.
+  return std::string(StatusCodeName(static_cast<StatusCode>(s.error_code()))) + ": " +
+         s.error_message();
 }
 
 bool Retryable(const grpc::Status& s) {
@@ -336,15 +332,6 @@ class Heartbeater {
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;
 };
-
-RunParams ParamsFromProto(const google::protobuf::Map<std::string, v1::ParamValue>& params) {
-  RunParams out;
-  for (const auto& [name, value] : params) {
-    out.emplace(name, value.kind_case() == v1::ParamValue::kText ? ParamValue::String(value.text())
-                                                                 : ParamValue::Number(value.number()));
-  }
-  return out;
-}
 
 class Server {
  public:

@@ -87,9 +87,11 @@ def scenario_worker_stop(stack):
     run_id = first_run(stack, sweep_id)
     wait_checkpoint(stack, run_id)
     w1.signal(signal.SIGSTOP)
-    w2 = stack.start_worker("w2")
+    stopped_at = time.time()
+    stack.start_worker("w2")
     stack.wait_until(lambda: stack.run_row(run_id)["attempts"] == 2, LEASE + 30, "a second lease")
-    time.sleep(max(0.0, 3 * LEASE - LEASE))
+    # Keep w1 stopped for three lease periods in all.
+    time.sleep(max(0.0, stopped_at + 3 * LEASE - time.time()))
     w1.signal(signal.SIGCONT)
     w1.wait_for(r"FAILED_PRECONDITION", timeout=30)
     w1.wait_for(r"stopping the run|lease lost", timeout=30)
@@ -102,7 +104,6 @@ def scenario_worker_stop(stack):
     after = [line for line in w1.lines if "refused" in line or "FAILED_PRECONDITION" in line]
     check(after, "no refusal seen by the stale worker")
     check(not any("rejected" in line for line in w1.lines), "a stale call got another error")
-    del w2
 
 
 def scenario_madamd_kill(stack):
