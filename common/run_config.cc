@@ -186,6 +186,8 @@ const std::vector<ParamSpec>& Specs() {
         Integer("lr_decay_patience", &RunConfig::lr_decay_patience, 0, 100000),
         InRange("bias_init", &RunConfig::bias_init, 0, 1e9, false),
         Integer("fail_at_step", &RunConfig::fail_at_step, -1, int64_t{1} << 53),
+        Integer("pause_at_step", &RunConfig::pause_at_step, -1, int64_t{1} << 53),
+        Integer("pause_attempt", &RunConfig::pause_attempt, 0, 1000),
     };
   }();
   return specs;

@@ -80,6 +80,14 @@ struct RunConfig {
   // Fault injection for tests: fail the run with an error at this global step
   // (-1: never). Not a paper parameter.
   int64_t fail_at_step = -1;
+  // Hold for tests: on attempt `pause_attempt` (0: every attempt) the run
+  // stops making progress when it reaches global step `pause_at_step` (-1:
+  // never) and waits there, heartbeating, until it is stopped (a cancel, a
+  // lost lease, a signal). Lets a test act on a run that is certainly
+  // running without depending on how long training takes. Not a paper
+  // parameter.
+  int64_t pause_at_step = -1;
+  int64_t pause_attempt = 1;
 };
 
 // Builds a RunConfig from named parameters, applying paper defaults where a

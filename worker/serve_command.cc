@@ -462,6 +462,7 @@ class Server {
       hooks.sink = &uploader;
       hooks.checkpoint_dir = dir;
       hooks.resume_from = resume;
+      hooks.attempt = lease.attempt();
       hooks.should_stop = [&] { return shared.lease_lost || shared.cancelled || g_stop; };
       hooks.on_progress = [&](const ProgressInfo& info) {
         shared.step = info.step;

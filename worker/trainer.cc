@@ -13,6 +13,7 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <madam/optim/integer_madam.h>
 #include <madam/optim/madam.h>
@@ -151,6 +152,10 @@ class RunLoop {
   // Returns false when the loss is not finite.
   bool Step(const torch::Tensor& x, const torch::Tensor& y, bool log, int64_t epoch);
   void Progress(int64_t epoch, double loss, bool epoch_end = false);
+  // The test-only fail_at_step and pause_at_step parameters, checked before
+  // each step: throws for an injected failure; for a pause, waits until the
+  // run is told to stop and returns true (the run then ends "stopped").
+  bool InjectedFaultStops();
 
   const RunConfig& config_;
   const RunHooks& hooks_;
@@ -234,6 +239,20 @@ void RunLoop::Progress(int64_t epoch, double loss, bool epoch_end) {
                        static_cast<double>(info.total_steps - step_);
   }
   hooks_.on_progress(info);
+}
+
+bool RunLoop::InjectedFaultStops() {
+  if (config_.fail_at_step >= 0 && step_ == config_.fail_at_step) {
+    throw RunError("injected failure at step " + std::to_string(step_));
+  }
+  const bool pause_here = config_.pause_at_step >= 0 && step_ == config_.pause_at_step &&
+                          (config_.pause_attempt == 0 || config_.pause_attempt == hooks_.attempt);
+  if (!pause_here) return false;
+  // Without a stop hook nothing could ever end the pause.
+  if (!hooks_.should_stop) throw RunError("pause_at_step needs a run that can be stopped");
+  while (!hooks_.should_stop()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  stopped_ = true;
+  return true;
 }
 
 // What one optimiser step did to one tensor (the optim/* diagnostics).
@@ -365,9 +384,7 @@ void RunLoop::TrainEpoch(int64_t epoch) {
     int64_t b = 0;
     for (int64_t i = 0; i < rows - 1; i += kBptt, ++b) {
       if (hooks_.should_stop && hooks_.should_stop()) { stopped_ = true; return; }
-      if (config_.fail_at_step >= 0 && step_ == config_.fail_at_step) {
-        throw RunError("injected failure at step " + std::to_string(step_));
-      }
+      if (InjectedFaultStops()) return;
       int64_t len = std::min(kBptt, rows - 1 - i);
       auto x = source.narrow(0, i, len);
       auto y = source.narrow(0, i + 1, len).reshape({-1});
@@ -384,9 +401,7 @@ void RunLoop::TrainEpoch(int64_t epoch) {
   const bool augment = config_.task.rfind("cifar", 0) == 0;
   for (int64_t b = 0; b < steps_per_epoch_; ++b) {
     if (hooks_.should_stop && hooks_.should_stop()) { stopped_ = true; return; }
-    if (config_.fail_at_step >= 0 && step_ == config_.fail_at_step) {
-      throw RunError("injected failure at step " + std::to_string(step_));
-    }
+    if (InjectedFaultStops()) return;
     int64_t start = b * config_.batch_size;
     int64_t len = std::min(config_.batch_size, n - start);
     auto idx = perm.narrow(0, start, len);

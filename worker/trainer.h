@@ -77,6 +77,7 @@ struct RunHooks {
   std::string resume_from;   // a checkpoint file to continue from; empty starts fresh
   std::string export_model;  // int_madam only: write the B-bit model here at the end
   std::function<void(const ProgressInfo&)> on_progress;  // every logged step and epoch end
+  int64_t attempt = 1;  // which attempt of the run this is (1 for a standalone run)
 };
 
 struct RunSummary {

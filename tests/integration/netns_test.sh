@@ -7,9 +7,11 @@
 #                    10.77.1.1/24 -- veth -- 10.77.1.2/24   w1 ns
 #                    10.77.2.1/24 -- veth -- 10.77.2.2/24   w2 ns
 #
-# A sweep of runs lasting a few seconds each starts on both workers; then
-# w1's link is cut while it holds a run. That run's lease expires, w2 leases
-# it (attempt 2) and the sweep finishes with every run succeeded. Only the
+# A sweep starts on both workers; one of its runs pauses at a step on its
+# first attempt (the pause_at_step run parameter) and the link of the worker
+# holding it is cut. That run's lease expires, the other worker leases it
+# (attempt 2) and the sweep finishes with every run succeeded. Nothing
+# depends on how long training takes. Only the
 # test's own namespaces and addresses are ever touched; every namespace and
 # process is removed on exit.
 #
@@ -109,23 +111,29 @@ for i in 1 2; do
   pids+=($!)
 done
 
-# Three runs of 16,000 small steps: several seconds each, so w1 is mid-run
-# when its link is cut half a second into its first run.
+# Three runs. The sgd run pauses at step 50 on its first attempt and stays
+# there (heartbeating) until its lease is lost, so whichever worker leases
+# it is certainly mid-run when its link is cut, however fast this machine
+# trains; its second attempt runs through.
 cat >"$work/sweep.yaml" <<'EOF'
 name: netns
 task: synthetic-mlp
 metric: {name: test/error, goal: minimize}
-epochs: 16
+epochs: 2
 batch_size: 2
+params: {lr: 0.01}
 grid:
-  optimizer: [sgd, adam, madam]
-  lr: [0.01]
+  case:
+    - {optimizer: sgd, pause_at_step: 50, pause_attempt: 1}
+    - {optimizer: adam}
+    - {optimizer: madam}
 seeds: [0]
 max_attempts: 3
 resources: {device: cpu}
 EOF
 sweep=$(ctl sweep submit "$work/sweep.yaml" | json id)
-echo "submitted sweep $sweep"
+held=$sweep-00000
+echo "submitted sweep $sweep; run $held pauses on its first attempt"
 
 # worker_field NAME FIELD: a field of the worker called NAME in `worker list`.
 worker_field() {
@@ -135,25 +143,26 @@ for w in json.load(sys.stdin)["workers"]:
         print(w[sys.argv[2]]); break' "$@"
 }
 
-# Wait until w1 holds a run (and has trained on it for a moment), then cut
-# w1's link from the coordinator's side.
-held=
-for _ in $(seq 150); do
-  held=$(worker_field w1 current_run)
-  [[ -n "$held" ]] && break
+# Wait until a worker holds the pausing run, then cut that worker's link
+# from the coordinator's side. The run cannot finish on this attempt.
+holder=
+for _ in $(seq 300); do
+  for w in w1 w2; do
+    if [[ "$(worker_field "$w" current_run)" == "$held" ]]; then holder=$w; fi
+  done
+  [[ -n "$holder" ]] && break
   sleep 0.1
 done
-[[ -n "$held" ]] || { echo "w1 never leased a run" >&2; exit 1; }
-w1_id=$(worker_field w1 id)
-w2_id=$(worker_field w2 id)
-sleep 0.5
-echo "w1 ($w1_id) holds $held; cutting its link"
-ip -n "$ns_c" link set "mc1-$tag" down
+[[ -n "$holder" ]] || { echo "no worker leased run $held" >&2; exit 1; }
+other=w2
+[[ "$holder" == w2 ]] && other=w1
+holder_id=$(worker_field "$holder" id)
+other_id=$(worker_field "$other" id)
+[[ "$(ctl run show "$held" | json state)" == running ]] ||
+  { echo "run $held is not running though $holder holds it" >&2; exit 1; }
+echo "$holder ($holder_id) holds $held; cutting its link"
+ip -n "$ns_c" link set "mc${holder#w}-$tag" down
 cut_at=$SECONDS
-if [[ "$(ctl run show "$held" | json state)" != running ]]; then
-  echo "run $held was no longer running when w1's link was cut: runs are too short here" >&2
-  exit 1
-fi
 
 # The sweep must finish within the deadline with every run succeeded.
 state=
@@ -172,6 +181,6 @@ run=$(ctl run show "$held")
 echo "run $held: state $(json state <<<"$run"), attempts $(json attempts <<<"$run"), worker $(json worker <<<"$run")"
 [[ "$(json state <<<"$run")" == succeeded ]] || fail "run $held did not succeed: $run"
 [[ "$(json attempts <<<"$run")" == 2 ]] || fail "run $held: expected attempt 2 after the cut: $run"
-[[ "$(json worker <<<"$run")" == "$w2_id" ]] || fail "run $held: expected w2 ($w2_id) to finish it: $run"
+[[ "$(json worker <<<"$run")" == "$other_id" ]] || fail "run $held: expected $other ($other_id) to finish it: $run"
 ((failures == 0)) || exit 1
-echo "PASS: run $held moved from w1 to w2 after w1's link was cut; sweep succeeded"
+echo "PASS: run $held moved from $holder to $other after $holder's link was cut; sweep succeeded"

@@ -171,6 +171,41 @@ TEST_F(TrainerTest, InjectedFailure) {
   EXPECT_EQ(s.error, "injected failure at step 5");
 }
 
+TEST_F(TrainerTest, PauseHoldsTheChosenAttemptAtItsStepUntilStopped) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "madam", 0.01, 2);
+  c.pause_at_step = 7;
+  c.pause_attempt = 1;
+  // The stop hook is polled once per step and then repeatedly while paused;
+  // it gives in only at its 40th poll, so a run that did not pause would
+  // have taken 40 steps.
+  int polls = 0;
+  RunHooks hooks;
+  hooks.attempt = 1;
+  hooks.should_stop = [&] { return ++polls > 40; };
+  RunSummary s = trainer.Run(c, hooks);
+  EXPECT_EQ(s.status, "stopped");
+  EXPECT_EQ(s.steps, 7);
+  EXPECT_EQ(polls, 41);
+
+  // Another attempt of the same run trains straight through.
+  RunHooks second;
+  second.attempt = 2;
+  second.should_stop = [] { return false; };
+  s = trainer.Run(c, second);
+  EXPECT_EQ(s.status, "succeeded");
+  EXPECT_GT(s.steps, 7);
+}
+
+TEST_F(TrainerTest, PauseWithoutAStopHookIsAnError) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "madam", 0.01, 1);
+  c.pause_at_step = 2;
+  RunSummary s = trainer.Run(c, RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("pause_at_step"), std::string::npos);
+}
+
 TEST_F(TrainerTest, StopHookStopsTheRun) {
   Trainer trainer(CpuOptions());
   int polls = 0;
