@@ -235,17 +235,6 @@ class MetricUploader final : public MetricSink {
   std::thread thread_;             // last: starts after the fields above exist
 };
 
-// The epoch of a checkpoint file named epoch-<N>.pt, or -1.
-int64_t CheckpointEpoch(const std::string& path) {
-  const std::string name = fs::path(path).filename().string();
-  if (name.rfind("epoch-", 0) != 0) return -1;
-  try {
-    return std::stoll(name.substr(6));
-  } catch (...) {
-    return -1;
-  }
-}
-
 // Heartbeats a lease every third of its duration from its own thread; marks
 // the lease lost when the coordinator refuses it or it cannot be renewed for
 // a whole lease period, and records a cancel request.
@@ -461,7 +450,7 @@ class Server {
       RunHooks hooks;
       hooks.sink = &uploader;
       hooks.checkpoint_dir = dir;
-      hooks.resume_from = resume;
+      if (!resume.empty()) hooks.resume_candidates = {resume};
       hooks.attempt = lease.attempt();
       hooks.should_stop = [&] { return shared.lease_lost || shared.cancelled || g_stop; };
       hooks.on_progress = [&](const ProgressInfo& info) {

@@ -6,7 +6,15 @@
 
 #include <ATen/Parallel.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <random>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +44,23 @@ const char* const kDefaultFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Opens `path` (a file or a directory) and fsyncs it: after a rename, the
+// directory too, so the new name survives a crash.
+Status SyncFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Internal(path + ": cannot open to sync: " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::Internal(path + ": fsync failed: " + std::strerror(err));
+  return Status::Ok();
+}
+
+uint64_t UniqueSuffix() {
+  static std::atomic<uint64_t> counter{0};
+  return (static_cast<uint64_t>(std::random_device{}()) << 20) ^ counter.fetch_add(1);
 }
 
 // A run failure the trainer raises itself (as opposed to a LibTorch error);
@@ -134,6 +159,9 @@ class RunLoop {
   std::map<std::string, double> EvaluateExport(const std::string& path);
 
  private:
+  // Seeds, builds the model and optimiser afresh and resets the run's
+  // progress to step 0.
+  void Build();
   void BuildOptimizer();
   void Emit(const std::string& name, int64_t step, double value);
   void TrainEpoch(int64_t epoch);
@@ -518,17 +546,24 @@ void RunLoop::SaveCheckpoint(int64_t epoch) {
   archive.write("optim", optim_archive);
 
   const std::string name = "epoch-" + std::to_string(epoch) + ".pt";
-  const fs::path path = fs::path(hooks_.checkpoint_dir) / name;
-  const fs::path tmp = path.string() + ".tmp";
+  const fs::path dir(hooks_.checkpoint_dir);
+  const fs::path path = dir / name;
+  // A name no other writer (another attempt, another process) can share.
+  const fs::path tmp = dir / (name + ".tmp-" + std::to_string(::getpid()) + "-" +
+                              std::to_string(UniqueSuffix()));
   archive.save_to(tmp.string());
+  ThrowIfError(SyncFile(tmp.string()));
   fs::rename(tmp, path);
-  const fs::path latest_tmp = fs::path(hooks_.checkpoint_dir) / "latest.tmp";
-  {
-    std::ofstream out(latest_tmp, std::ios::trunc);
-    out << name << "\n";
-  }
-  fs::rename(latest_tmp, fs::path(hooks_.checkpoint_dir) / "latest");
+  ThrowIfError(SyncFile(dir.string()));
   last_checkpoint_ = path.string();
+  if (hooks_.keep_checkpoints > 0) {
+    const auto all = ListCheckpoints(dir.string());
+    for (size_t i = static_cast<size_t>(hooks_.keep_checkpoints); i < all.size(); ++i) {
+      std::error_code ec;
+      fs::remove(all[i], ec);  // best effort: a leftover file costs disk, not correctness
+    }
+  }
+  if (hooks_.on_checkpoint) hooks_.on_checkpoint(epoch, path.string());
 }
 
 void RunLoop::LoadCheckpoint(const std::string& path) {
@@ -616,13 +651,7 @@ std::map<std::string, double> RunLoop::EvaluateExport(const std::string& path) {
   return out;
 }
 
-RunSummary RunLoop::Execute() {
-  RunSummary summary;
-  started_ = std::chrono::steady_clock::now();
-  if (!hooks_.export_model.empty() && config_.optimizer != "int_madam") {
-    throw RunError("--export-model needs optimizer int_madam (B-bit weights), got " +
-                   config_.optimizer);
-  }
+void RunLoop::Build() {
   torch::manual_seed(static_cast<uint64_t>(config_.seed));
   model_ = BuildModel(config_.task, data_);
   if ((config_.optimizer == "madam" || config_.optimizer == "int_madam") && config_.bias_init > 0) {
@@ -630,6 +659,7 @@ RunSummary RunLoop::Execute() {
   }
   model_->to(device_);
   params_ = model_->parameters();
+  ref_bounds_.clear();
   if (config_.optimizer == "sgd" || config_.optimizer == "adam") {
     torch::NoGradGuard no_grad;
     for (auto& p : params_) {
@@ -638,14 +668,49 @@ RunSummary RunLoop::Execute() {
     }
   }
   BuildOptimizer();
+  plateau_ = PlateauState{};
   plateau_.lr = config_.lr;
+  step_ = 0;
+  start_epoch_ = 1;
+  final_.clear();
   if (data_.language) {
     steps_per_epoch_ = (data_.lm_train.size(0) - 1 + kBptt - 1) / kBptt;
   } else {
     int64_t n = data_.classification->train_x.size(0);
     steps_per_epoch_ = (n + config_.batch_size - 1) / config_.batch_size;
   }
-  if (!hooks_.resume_from.empty()) LoadCheckpoint(hooks_.resume_from);
+}
+
+RunSummary RunLoop::Execute() {
+  RunSummary summary;
+  started_ = std::chrono::steady_clock::now();
+  if (!hooks_.export_model.empty() && config_.optimizer != "int_madam") {
+    throw RunError("--export-model needs optimizer int_madam (B-bit weights), got " +
+                   config_.optimizer);
+  }
+  Build();
+  if (!hooks_.resume_from.empty()) {
+    LoadCheckpoint(hooks_.resume_from);
+    summary.resumed_from = hooks_.resume_from;
+  } else {
+    for (const std::string& candidate : hooks_.resume_candidates) {
+      try {
+        LoadCheckpoint(candidate);
+        summary.resumed_from = candidate;
+        break;
+      } catch (const std::exception& e) {
+        const char* what = e.what();
+        if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
+        summary.warnings.push_back("skipped checkpoint " + candidate + ": " + what);
+        // A half-read checkpoint may have changed the model or optimiser:
+        // start again from a clean build before the next candidate.
+        Build();
+      }
+    }
+    if (summary.resumed_from.empty() && !hooks_.resume_candidates.empty()) {
+      summary.warnings.push_back("no checkpoint could be read; starting from step 0");
+    }
+  }
 
   auto train_start = std::chrono::steady_clock::now();
   for (int64_t epoch = start_epoch_; epoch <= config_.epochs; ++epoch) {
@@ -819,29 +884,36 @@ Result<std::map<std::string, double>> Trainer::EvaluateExportedModel(const RunCo
   }
 }
 
-std::string FindLatestCheckpoint(const std::string& dir) {
+int64_t CheckpointEpoch(const std::string& path) {
+  const std::string f = fs::path(path).filename().string();
+  if (f.size() < 10 || f.rfind("epoch-", 0) != 0 || f.compare(f.size() - 3, 3, ".pt") != 0) {
+    return -1;
+  }
+  const std::string digits = f.substr(6, f.size() - 9);
+  if (digits.empty() || digits.size() > 12 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return -1;
+  }
+  return std::stoll(digits);
+}
+
+std::vector<std::string> ListCheckpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
   std::error_code ec;
-  const fs::path latest = fs::path(dir) / "latest";
-  std::ifstream in(latest);
-  std::string name;
-  if (in && std::getline(in, name) && !name.empty() && fs::exists(fs::path(dir) / name, ec)) {
-    return (fs::path(dir) / name).string();
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const int64_t epoch = CheckpointEpoch(it->path().string());
+    if (epoch >= 0) found.emplace_back(epoch, it->path().string());
   }
-  int64_t best = -1;
-  std::string best_path;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string f = entry.path().filename().string();
-    if (f.rfind("epoch-", 0) != 0 || f.size() < 10 || f.substr(f.size() - 3) != ".pt") continue;
-    try {
-      int64_t n = std::stoll(f.substr(6, f.size() - 9));
-      if (n > best) {
-        best = n;
-        best_path = entry.path().string();
-      }
-    } catch (const std::exception&) {
-    }
-  }
-  return best_path;
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::string FindLatestCheckpoint(const std::string& dir) {
+  auto all = ListCheckpoints(dir);
+  return all.empty() ? std::string() : all.front();
 }
 
 }  // namespace madam::worker

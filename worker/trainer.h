@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/run_config.h"
 
@@ -71,10 +72,24 @@ struct ProgressInfo {
 struct RunHooks {
   MetricSink* sink = nullptr;        // not owned; may be null
   std::function<bool()> should_stop;  // polled every step; true stops with status "stopped"
-  // Empty: no checkpoints. Else <dir>/epoch-<N>.pt after every epoch, and
-  // <dir>/latest naming the newest one.
+  // Empty: no checkpoints. Else <dir>/epoch-<N>.pt after every epoch, made
+  // durable (written under a unique temporary name, fsync'd, renamed, the
+  // directory fsync'd) before on_checkpoint hears of it. Only the newest
+  // `keep_checkpoints` epoch-<N>.pt files stay in the directory (0 keeps
+  // every one).
   std::string checkpoint_dir;
-  std::string resume_from;   // a checkpoint file to continue from; empty starts fresh
+  int keep_checkpoints = 2;
+  // Called on the training thread once a checkpoint of `epoch` is durable,
+  // with its path. Only files this run wrote are ever passed here.
+  std::function<void(int64_t epoch, const std::string& path)> on_checkpoint;
+  // A checkpoint file to continue from; empty starts fresh. One that cannot
+  // be read fails the run (it was asked for by name).
+  std::string resume_from;
+  // Checkpoints to continue from, newest first, when resume_from is empty:
+  // the first one that reads back whole is used; each one that does not is
+  // skipped with a warning (RunSummary::warnings), and when none does the
+  // run starts from step 0. A torn or foreign checkpoint never fails a run.
+  std::vector<std::string> resume_candidates;
   std::string export_model;  // int_madam only: write the B-bit model here at the end
   std::function<void(const ProgressInfo&)> on_progress;  // every logged step and epoch end
   int64_t attempt = 1;  // which attempt of the run this is (1 for a standalone run)
@@ -88,6 +103,8 @@ struct RunSummary {
   int64_t steps = 0;
   std::string error;            // set when failed
   std::string last_checkpoint;  // newest checkpoint written (empty: none)
+  std::string resumed_from;     // the checkpoint the run continued from (empty: step 0)
+  std::vector<std::string> warnings;  // e.g. a resume candidate that could not be read
   int64_t export_bytes = 0;     // size of the --export-model file (0: none)
   int64_t fp32_bytes = 0;       // the same parameters as float32
 };
@@ -117,9 +134,13 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
-// The newest checkpoint under `dir` (by its `latest` pointer, else the
-// highest epoch-<N>.pt), or "" when there is none.
+// The epoch-<N>.pt files under `dir`, newest (highest N) first; empty when
+// there are none or `dir` cannot be read. Never throws.
+std::vector<std::string> ListCheckpoints(const std::string& dir);
+// The newest of them, or "".
 std::string FindLatestCheckpoint(const std::string& dir);
+// N for a file named epoch-<N>.pt (any directory), else -1.
+int64_t CheckpointEpoch(const std::string& path);
 
 
 }  // namespace madam::worker

@@ -107,6 +107,7 @@ TEST_F(TrainerTest, ResumeFromAnyEpochMatchesUninterruptedRun) {
     c.lr_decay_patience = 1;  // exercise the scheduler state too
     RunHooks hooks;
     hooks.checkpoint_dir = Path(std::string("ckpt-") + optimizer);
+    hooks.keep_checkpoints = 0;  // every epoch's checkpoint, to resume from each
     CollectingSink full_sink;
     hooks.sink = &full_sink;
     RunSummary full = trainer.Run(c, hooks);
@@ -128,6 +129,69 @@ TEST_F(TrainerTest, ResumeFromAnyEpochMatchesUninterruptedRun) {
       EXPECT_EQ(sink.Named("train/loss").back().step, full_sink.Named("train/loss").back().step);
     }
   }
+}
+
+TEST_F(TrainerTest, KeepsOnlyTheNewestCheckpointsAndReportsEachDurableOne) {
+  Trainer trainer(CpuOptions());
+  RunHooks hooks;
+  hooks.checkpoint_dir = Path("ckpt");
+  std::vector<std::pair<int64_t, std::string>> reported;
+  size_t most_files = 0;
+  hooks.on_checkpoint = [&](int64_t epoch, const std::string& path) {
+    reported.emplace_back(epoch, path);
+    EXPECT_TRUE(fs::exists(path));
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(hooks.checkpoint_dir)) {
+      (void)e;
+      ++files;
+    }
+    most_files = std::max(most_files, files);
+  };
+  RunSummary s = trainer.Run(Config("synthetic-mlp", "madam", 0.01, 5), hooks);
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  ASSERT_EQ(reported.size(), 5u);
+  for (int64_t e = 1; e <= 5; ++e) {
+    EXPECT_EQ(reported[e - 1].first, e);
+    EXPECT_EQ(reported[e - 1].second, Path("ckpt/epoch-" + std::to_string(e) + ".pt"));
+  }
+  // No temporary file is ever left behind and at most two checkpoints exist.
+  EXPECT_LE(most_files, 2u);
+  EXPECT_EQ(ListCheckpoints(hooks.checkpoint_dir),
+            (std::vector<std::string>{Path("ckpt/epoch-5.pt"), Path("ckpt/epoch-4.pt")}));
+}
+
+TEST_F(TrainerTest, TornCheckpointFallsBackToThePreviousOne) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "adam", 0.01, 4);
+  RunHooks hooks;
+  hooks.checkpoint_dir = Path("ckpt");
+  RunSummary full = trainer.Run(c, hooks);
+  ASSERT_EQ(full.status, "succeeded") << full.error;
+  // Tear the newest checkpoint (epoch 4) in half; epoch 3 is intact.
+  const std::string newest = Path("ckpt/epoch-4.pt");
+  const auto size = fs::file_size(newest);
+  fs::resize_file(newest, size / 2);
+
+  RunHooks resume;
+  resume.resume_candidates = ListCheckpoints(hooks.checkpoint_dir);
+  CollectingSink sink;
+  resume.sink = &sink;
+  RunSummary r = trainer.Run(c, resume);
+  ASSERT_EQ(r.status, "succeeded") << r.error;
+  EXPECT_EQ(r.resumed_from, Path("ckpt/epoch-3.pt"));
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("epoch-4.pt"), std::string::npos) << r.warnings[0];
+  EXPECT_EQ(WithoutTiming(r.final), WithoutTiming(full.final));
+
+  // With every candidate unreadable the run starts over from step 0.
+  fs::resize_file(Path("ckpt/epoch-3.pt"), 10);
+  RunHooks none;
+  none.resume_candidates = {Path("ckpt/epoch-4.pt"), Path("ckpt/epoch-3.pt"), Path("missing.pt")};
+  RunSummary z = trainer.Run(c, none);
+  ASSERT_EQ(z.status, "succeeded") << z.error;
+  EXPECT_TRUE(z.resumed_from.empty());
+  EXPECT_EQ(z.warnings.size(), 4u);
+  EXPECT_EQ(WithoutTiming(z.final), WithoutTiming(full.final));
 }
 
 TEST_F(TrainerTest, CheckpointFromAnotherOptimizerOrTaskIsRejected) {
