@@ -5,7 +5,9 @@
 #include <cmath>
 #include <ctime>
 
+#include "common/param_json.h"
 #include "common/run_config.h"
+#include "proto/param_convert.h"
 
 namespace madam::cli {
 
@@ -41,6 +43,7 @@ std::string ParamToString(const v1::ParamValue& value) {
   switch (value.kind_case()) {
     case v1::ParamValue::kNumber: return FormatNumber(value.number());
     case v1::ParamValue::kText: return value.text();
+    case v1::ParamValue::kNumbers: return madam::ParamFromProto(value).ToString();
     default: return "";
   }
 }
@@ -49,6 +52,7 @@ Json ParamToJson(const v1::ParamValue& value) {
   switch (value.kind_case()) {
     case v1::ParamValue::kNumber: return JsonNumber(value.number());
     case v1::ParamValue::kText: return value.text();
+    case v1::ParamValue::kNumbers: return madam::ParamToJson(madam::ParamFromProto(value));
     default: return nullptr;
   }
 }

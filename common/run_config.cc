@@ -1,16 +1,17 @@
 #include "common/run_config.h"
 
-#include <charconv>
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cmath>
 #include <functional>
 #include <sstream>
 
 namespace madam {
 
-std::string ParamValue::ToString() const {
-  if (kind == Kind::kString) return text;
+namespace {
+
+std::string ShortestNumber(double number) {
   if (std::isfinite(number) && number == std::floor(number) && std::fabs(number) < 1e15) {
     return std::to_string(static_cast<long long>(number));
   }
@@ -23,64 +24,55 @@ std::string ParamValue::ToString() const {
   return buf;
 }
 
-const std::vector<TaskInfo>& KnownTasks() {
-  static const std::vector<TaskInfo> tasks = {
-      {"fmnist-mlp", "test/error", "Fashion-MNIST, 784-256-256-10 MLP"},
-      {"fmnist-cnn", "test/error", "Fashion-MNIST, small CNN"},
-      {"cifar10-resnet18", "test/error", "CIFAR-10, ResNet-18 (CIFAR variant)"},
-      {"cifar100-resnet18", "test/error", "CIFAR-100, ResNet-18 (CIFAR variant)"},
-      {"wikitext2-transformer", "test/perplexity", "WikiText-2, word-level Transformer LM"},
-      {"synthetic-mlp", "test/error", "generated data, tiny MLP (tests and benchmarks)"},
-  };
-  return tasks;
-}
+}  // namespace
 
-const std::vector<std::string_view>& KnownOptimizers() {
-  static const std::vector<std::string_view> optimizers = {"sgd", "adam", "madam", "int_madam"};
-  return optimizers;
-}
-
-const TaskInfo* FindTask(std::string_view name) {
-  for (const auto& t : KnownTasks()) {
-    if (t.name == name) return &t;
+std::string ParamValue::ToString() const {
+  switch (kind) {
+    case Kind::kString:
+      return text;
+    case Kind::kList: {
+      std::string out = "[";
+      for (size_t i = 0; i < list.size(); ++i) out += (i ? ", " : "") + ShortestNumber(list[i]);
+      return out + "]";
+    }
+    case Kind::kNumber:
+      break;
   }
-  return nullptr;
-}
-
-bool IsKnownOptimizer(std::string_view name) {
-  for (auto o : KnownOptimizers()) {
-    if (o == name) return true;
-  }
-  return false;
+  return ShortestNumber(number);
 }
 
 namespace {
 
-std::string Join(const std::vector<std::string_view>& items) {
+template <typename Range>
+std::string Join(const Range& items) {
   std::string out;
-  for (auto s : items) {
+  for (const auto& s : items) {
     if (!out.empty()) out += ", ";
-    out += s;
+    out += std::string(s);
   }
   return out;
 }
 
-// One entry per parameter: how to read it into a RunConfig and write it back.
+std::string Describe(const ParamValue& v) {
+  return v.is_string() ? "\"" + v.text + "\"" : v.ToString();
+}
+
+// One entry per parameter: its facts, how to read it into a RunConfig and
+// write it back.
 struct ParamSpec {
-  std::string_view name;
+  RunParamInfo info;
   std::function<Status(const ParamValue&, RunConfig&)> read;
   std::function<ParamValue(const RunConfig&)> write;
 };
 
+Status Invalid(std::string_view name, const std::string& what, const ParamValue& v) {
+  return Status::InvalidArgument("parameter " + std::string(name) + " must be " + what + ", got " +
+                                 Describe(v));
+}
+
 Status NeedNumber(std::string_view name, const ParamValue& v) {
-  if (!v.is_number()) {
-    return Status::InvalidArgument("parameter " + std::string(name) + " must be a number, got \"" +
-                                   v.text + "\"");
-  }
-  if (!std::isfinite(v.number)) {
-    return Status::InvalidArgument("parameter " + std::string(name) + " must be finite, got " +
-                                   v.ToString());
-  }
+  if (!v.is_number()) return Invalid(name, "a number", v);
+  if (!std::isfinite(v.number)) return Invalid(name, "finite", v);
   return Status::Ok();
 }
 
@@ -88,46 +80,41 @@ Status NeedInteger(std::string_view name, const ParamValue& v, int64_t lo, int64
   MADAM_RETURN_IF_ERROR(NeedNumber(name, v));
   if (v.number != std::floor(v.number) || v.number < static_cast<double>(lo) ||
       v.number > static_cast<double>(hi)) {
-    return Status::InvalidArgument("parameter " + std::string(name) + " must be an integer in " +
-                                   std::to_string(lo) + ".." + std::to_string(hi) + ", got " +
-                                   v.ToString());
+    return Invalid(name, "an integer in " + std::to_string(lo) + ".." + std::to_string(hi), v);
   }
   return Status::Ok();
 }
 
-Status NeedString(std::string_view name, const ParamValue& v) {
-  if (v.is_number()) {
-    return Status::InvalidArgument("parameter " + std::string(name) + " must be a string, got " +
-                                   v.ToString());
-  }
-  return Status::Ok();
+// The facts of a parameter: `feature` (0: every task), the optimisers it
+// applies to (empty: every one).
+RunParamInfo Facts(std::string_view name, uint32_t feature = 0,
+                   std::vector<std::string_view> optimizers = {}) {
+  return RunParamInfo{name, feature, std::move(optimizers), false, false};
 }
 
-ParamSpec Positive(std::string_view name, double RunConfig::*field) {
-  return {name,
+ParamSpec Positive(RunParamInfo info, double RunConfig::*field) {
+  const std::string_view name = info.name;
+  return {std::move(info),
           [name, field](const ParamValue& v, RunConfig& c) {
             MADAM_RETURN_IF_ERROR(NeedNumber(name, v));
-            if (!(v.number > 0)) {
-              return Status::InvalidArgument("parameter " + std::string(name) +
-                                             " must be positive, got " + v.ToString());
-            }
+            if (!(v.number > 0)) return Invalid(name, "positive", v);
             c.*field = v.number;
             return Status::Ok();
           },
           [field](const RunConfig& c) { return ParamValue::Number(c.*field); }};
 }
 
-ParamSpec InRange(std::string_view name, double RunConfig::*field, double lo, double hi,
+ParamSpec InRange(RunParamInfo info, double RunConfig::*field, double lo, double hi,
                   bool hi_open) {
-  return {name,
+  const std::string_view name = info.name;
+  return {std::move(info),
           [=](const ParamValue& v, RunConfig& c) {
             MADAM_RETURN_IF_ERROR(NeedNumber(name, v));
             bool ok = v.number >= lo && (hi_open ? v.number < hi : v.number <= hi);
             if (!ok) {
-              std::ostringstream msg;
-              msg << "parameter " << name << " must be in [" << lo << ", " << hi
-                  << (hi_open ? ")" : "]") << ", got " << v.ToString();
-              return Status::InvalidArgument(msg.str());
+              std::ostringstream range;
+              range << "in [" << lo << ", " << hi << (hi_open ? ")" : "]");
+              return Invalid(name, range.str(), v);
             }
             c.*field = v.number;
             return Status::Ok();
@@ -135,8 +122,9 @@ ParamSpec InRange(std::string_view name, double RunConfig::*field, double lo, do
           [field](const RunConfig& c) { return ParamValue::Number(c.*field); }};
 }
 
-ParamSpec Integer(std::string_view name, int64_t RunConfig::*field, int64_t lo, int64_t hi) {
-  return {name,
+ParamSpec Integer(RunParamInfo info, int64_t RunConfig::*field, int64_t lo, int64_t hi) {
+  const std::string_view name = info.name;
+  return {std::move(info),
           [=](const ParamValue& v, RunConfig& c) {
             MADAM_RETURN_IF_ERROR(NeedInteger(name, v, lo, hi));
             c.*field = static_cast<int64_t>(v.number);
@@ -145,52 +133,256 @@ ParamSpec Integer(std::string_view name, int64_t RunConfig::*field, int64_t lo, 
           [field](const RunConfig& c) { return ParamValue::Number(static_cast<double>(c.*field)); }};
 }
 
-ParamSpec OneOf(std::string_view name, std::string RunConfig::*field,
+ParamSpec OneOf(RunParamInfo info, std::string RunConfig::*field,
                 std::vector<std::string_view> allowed) {
-  return {name,
+  const std::string_view name = info.name;
+  return {std::move(info),
           [=](const ParamValue& v, RunConfig& c) {
-            MADAM_RETURN_IF_ERROR(NeedString(name, v));
-            for (auto a : allowed) {
-              if (a == v.text) {
-                c.*field = v.text;
-                return Status::Ok();
+            if (v.is_string()) {
+              for (auto a : allowed) {
+                if (a == v.text) {
+                  c.*field = v.text;
+                  return Status::Ok();
+                }
               }
             }
-            return Status::InvalidArgument("parameter " + std::string(name) + " must be one of " +
-                                           Join(allowed) + ", got \"" + v.text + "\"");
+            return Invalid(name, "one of " + Join(allowed), v);
           },
           [field](const RunConfig& c) { return ParamValue::String(c.*field); }};
 }
 
+// Booleans travel as the names true and false (YAML's spelling).
+ParamSpec Boolean(RunParamInfo info, bool RunConfig::*field) {
+  const std::string_view name = info.name;
+  return {std::move(info),
+          [=](const ParamValue& v, RunConfig& c) {
+            if (v.is_string() && (v.text == "true" || v.text == "false")) {
+              c.*field = v.text == "true";
+              return Status::Ok();
+            }
+            return Invalid(name, "true or false", v);
+          },
+          [field](const RunConfig& c) { return ParamValue::String(c.*field ? "true" : "false"); }};
+}
+
+// A list of `size` numbers (0: any length), each checked by `ok`.
+ParamSpec NumberList(RunParamInfo info, std::vector<double> RunConfig::*field, size_t size,
+                     std::function<bool(double)> ok, std::string what) {
+  const std::string_view name = info.name;
+  return {std::move(info),
+          [=](const ParamValue& v, RunConfig& c) {
+            std::string shape = size ? "a list of " + std::to_string(size) + " " + what
+                                     : "a list of " + what;
+            if (!v.is_list() || (size && v.list.size() != size)) return Invalid(name, shape, v);
+            for (double x : v.list) {
+              if (!std::isfinite(x) || !ok(x)) return Invalid(name, shape, v);
+            }
+            c.*field = v.list;
+            return Status::Ok();
+          },
+          [field](const RunConfig& c) { return ParamValue::List(c.*field); }};
+}
+
+ParamSpec EpochList(RunParamInfo info, std::vector<int64_t> RunConfig::*field) {
+  const std::string_view name = info.name;
+  return {std::move(info),
+          [=](const ParamValue& v, RunConfig& c) {
+            if (!v.is_list()) return Invalid(name, "a list of epochs, e.g. [100, 200]", v);
+            std::vector<int64_t> out;
+            for (double x : v.list) {
+              if (!std::isfinite(x) || x != std::floor(x) || x < 1 || x > 1e9) {
+                return Invalid(name, "a list of whole epochs, each at least 1", v);
+              }
+              out.push_back(static_cast<int64_t>(x));
+            }
+            c.*field = std::move(out);
+            return Status::Ok();
+          },
+          [field](const RunConfig& c) {
+            std::vector<double> out;
+            for (int64_t x : c.*field) out.push_back(static_cast<double>(x));
+            return ParamValue::List(std::move(out));
+          }};
+}
+
+ParamSpec Schedule(ParamSpec spec) {
+  spec.info.schedule = true;
+  return spec;
+}
+
+ParamSpec TestOnly(ParamSpec spec) {
+  spec.info.test_only = true;
+  return spec;
+}
+
 const std::vector<ParamSpec>& Specs() {
   static const std::vector<ParamSpec> specs = [] {
-    std::vector<std::string_view> tasks;
+    std::vector<std::string_view> tasks, optimizers;
     for (const auto& t : KnownTasks()) tasks.push_back(t.name);
+    for (const auto& o : KnownOptimizers()) optimizers.push_back(o.name);
+    const std::vector<std::string_view> kSgd = {"sgd"}, kAdam = {"adam"},
+                                         kSgdAdam = {"sgd", "adam"},
+                                         kMultiplicative = {"madam", "int_madam"},
+                                         kBits = {"int_madam"},
+                                         kAdditive = {"sgd", "adam", "madam"};
+    const auto positive = [](double x) { return x > 0; };
+    const auto unit = [](double x) { return x >= 0 && x <= 1; };
     return std::vector<ParamSpec>{
-        OneOf("task", &RunConfig::task, tasks),
-        OneOf("optimizer", &RunConfig::optimizer, KnownOptimizers()),
-        Positive("lr", &RunConfig::lr),
-        Integer("epochs", &RunConfig::epochs, 1, 100000),
-        Integer("batch_size", &RunConfig::batch_size, 1, 1 << 20),
-        Integer("seed", &RunConfig::seed, 0, (int64_t{1} << 53)),
-        InRange("momentum", &RunConfig::momentum, 0, 1, true),
-        InRange("weight_decay", &RunConfig::weight_decay, 0, 1e9, false),
-        InRange("beta", &RunConfig::beta, 0, 1, true),
-        Positive("g_bound", &RunConfig::g_bound),
-        Positive("p_scale", &RunConfig::p_scale),
-        Integer("bits", &RunConfig::bits, 1, 16),
-        Positive("base_lr", &RunConfig::base_lr),
-        OneOf("init", &RunConfig::init, {"uniform", "nearest"}),
-        OneOf("lr_decay", &RunConfig::lr_decay, {"plateau", "none"}),
-        InRange("lr_decay_factor", &RunConfig::lr_decay_factor, 1, 1e9, false),
-        Integer("lr_decay_patience", &RunConfig::lr_decay_patience, 0, 100000),
-        InRange("bias_init", &RunConfig::bias_init, 0, 1e9, false),
-        Integer("fail_at_step", &RunConfig::fail_at_step, -1, int64_t{1} << 53),
-        Integer("pause_at_step", &RunConfig::pause_at_step, -1, int64_t{1} << 53),
-        Integer("pause_attempt", &RunConfig::pause_attempt, 0, 1000),
+        OneOf(Facts("task"), &RunConfig::task, tasks),
+        OneOf(Facts("optimizer"), &RunConfig::optimizer, optimizers),
+        OneOf(Facts("recipe"), &RunConfig::recipe, {"paper", "none"}),
+        Positive(Facts("lr"), &RunConfig::lr),
+        Integer(Facts("epochs"), &RunConfig::epochs, 1, 100000),
+        Integer(Facts("batch_size"), &RunConfig::batch_size, 1, 1 << 20),
+        Integer(Facts("seed"), &RunConfig::seed, 0, (int64_t{1} << 53)),
+        InRange(Facts("momentum", 0, kSgd), &RunConfig::momentum, 0, 1, true),
+        InRange(Facts("weight_decay", 0, kSgdAdam), &RunConfig::weight_decay, 0, 1e9, false),
+        InRange(Facts("adam_beta1", 0, kAdam), &RunConfig::adam_beta1, 0, 1, true),
+        InRange(Facts("adam_beta2", 0, kAdam), &RunConfig::adam_beta2, 0, 1, true),
+        Positive(Facts("adam_eps", 0, kAdam), &RunConfig::adam_eps),
+        InRange(Facts("beta", 0, kMultiplicative), &RunConfig::beta, 0, 1, true),
+        Positive(Facts("g_bound", 0, kMultiplicative), &RunConfig::g_bound),
+        Positive(Facts("p_scale", 0, kMultiplicative), &RunConfig::p_scale),
+        Integer(Facts("bits", 0, kBits), &RunConfig::bits, 1, 16),
+        Positive(Facts("base_lr", 0, kBits), &RunConfig::base_lr),
+        OneOf(Facts("init", 0, kBits), &RunConfig::init, {"uniform", "nearest"}),
+        Schedule(InRange(Facts("lr_factor_decay", 0, kBits), &RunConfig::lr_factor_decay, 1, 1e9,
+                         false)),
+        InRange(Facts("grad_clip"), &RunConfig::grad_clip, 0, 1e9, false),
+        Schedule(OneOf(Facts("lr_schedule"), &RunConfig::lr_schedule,
+                       {"constant", "step", "plateau"})),
+        Schedule(EpochList(Facts("lr_milestones"), &RunConfig::lr_milestones)),
+        Schedule(InRange(Facts("lr_decay_factor", 0, kAdditive), &RunConfig::lr_decay_factor, 1,
+                         1e9, false)),
+        Schedule(Integer(Facts("warmup_epochs", 0, kAdditive), &RunConfig::warmup_epochs, 0,
+                         100000)),
+        Schedule(Integer(Facts("lr_decay_patience"), &RunConfig::lr_decay_patience, 0, 100000)),
+        Schedule(InRange(Facts("lr_min"), &RunConfig::lr_min, 0, 1e9, false)),
+        Integer(Facts("val_split", kHoldout), &RunConfig::val_split, 0, int64_t{1} << 40),
+        OneOf(Facts("model_selection"), &RunConfig::model_selection, {"last", "best_val"}),
+        OneOf(Facts("bias_init"), &RunConfig::bias_init, {"keep", "normal"}),
+        Positive(Facts("bias_init_std"), &RunConfig::bias_init_std),
+        OneOf(Facts("zero_init"), &RunConfig::zero_init, {"keep", "normal"}),
+        Positive(Facts("zero_init_std"), &RunConfig::zero_init_std),
+        Boolean(Facts("bn_affine", kBatchNorm), &RunConfig::bn_affine),
+        Integer(Facts("crop_padding", kCifarAugment), &RunConfig::crop_padding, 0, 16),
+        Boolean(Facts("hflip", kCifarAugment), &RunConfig::hflip),
+        InRange(Facts("rotation_degrees", kCifarAugment), &RunConfig::rotation_degrees, 0, 180,
+                false),
+        NumberList(Facts("normalize_mean", kCifarAugment), &RunConfig::normalize_mean, 3, unit,
+                   "numbers in [0, 1]"),
+        NumberList(Facts("normalize_std", kCifarAugment), &RunConfig::normalize_std, 3, positive,
+                   "positive numbers"),
+        Integer(Facts("emsize", kTransformerLm), &RunConfig::emsize, 2, 65536),
+        Integer(Facts("nhid", kTransformerLm), &RunConfig::nhid, 1, 1 << 20),
+        Integer(Facts("nlayers", kTransformerLm), &RunConfig::nlayers, 1, 256),
+        Integer(Facts("nhead", kTransformerLm), &RunConfig::nhead, 1, 256),
+        InRange(Facts("dropout", kTransformerLm), &RunConfig::dropout, 0, 1, true),
+        Integer(Facts("bptt", kTransformerLm), &RunConfig::bptt, 1, 65536),
+        Integer(Facts("eval_batch_size", kTransformerLm), &RunConfig::eval_batch_size, 1, 65536),
+        TestOnly(Integer(Facts("fail_at_step"), &RunConfig::fail_at_step, -1, int64_t{1} << 53)),
+        TestOnly(Integer(Facts("pause_at_step"), &RunConfig::pause_at_step, -1, int64_t{1} << 53)),
+        TestOnly(Integer(Facts("pause_attempt"), &RunConfig::pause_attempt, 0, 1000)),
     };
   }();
   return specs;
+}
+
+const ParamSpec* FindSpec(std::string_view name) {
+  // Sorted once, then binary search: resolving a 100,000-cell grid looks
+  // parameters up millions of times.
+  static const std::vector<const ParamSpec*> sorted = [] {
+    std::vector<const ParamSpec*> out;
+    for (const auto& s : Specs()) out.push_back(&s);
+    std::sort(out.begin(), out.end(),
+              [](const ParamSpec* a, const ParamSpec* b) { return a->info.name < b->info.name; });
+    return out;
+  }();
+  auto it = std::lower_bound(sorted.begin(), sorted.end(), name,
+                             [](const ParamSpec* s, std::string_view n) { return s->info.name < n; });
+  return it != sorted.end() && (*it)->info.name == name ? *it : nullptr;
+}
+
+// The rules between parameters; each message names the parameters.
+Status CheckConsistent(const RunConfig& c, std::string& bad) {
+  std::ostringstream msg;
+  if (c.optimizer == "int_madam") {
+    // The paper, section 6: eta0 <= eta. A smaller eta could never be
+    // reached by a whole number of levels per step.
+    if (c.lr < c.base_lr) {
+      bad = "lr";
+      msg << "int_madam needs lr >= base_lr (eta >= eta0, the paper's section 6), got lr "
+          << c.lr << " and base_lr " << c.base_lr;
+      return Status::InvalidArgument(msg.str());
+    }
+    // A level step is round(g_hat * lr / base_lr) with |g_hat| <= g_bound:
+    // below one half every step rounds to zero and no weight ever moves.
+    if (c.lr * c.g_bound / c.base_lr < 0.5) {
+      bad = "lr";
+      msg << "int_madam can never move a level with lr " << c.lr << ", base_lr " << c.base_lr
+          << " and g_bound " << c.g_bound << " (needs lr * g_bound / base_lr >= 0.5)";
+      return Status::InvalidArgument(msg.str());
+    }
+  }
+  const bool step = c.lr_schedule == "step";
+  if (step && c.lr_milestones.empty()) {
+    bad = "lr_milestones";
+    return Status::InvalidArgument(
+        "parameter lr_milestones: lr_schedule step needs at least one milestone epoch");
+  }
+  if (!step && !c.lr_milestones.empty()) {
+    bad = "lr_milestones";
+    return Status::InvalidArgument("parameter lr_milestones is set but lr_schedule is " +
+                                   c.lr_schedule + " (milestones belong to lr_schedule step)");
+  }
+  for (size_t i = 0; i < c.lr_milestones.size(); ++i) {
+    const int64_t m = c.lr_milestones[i];
+    bad = "lr_milestones";
+    if (m < 1 || m > c.epochs) {
+      msg << "parameter lr_milestones: milestone " << m << " is outside 1.." << c.epochs
+          << " (the run's epochs)";
+      return Status::InvalidArgument(msg.str());
+    }
+    if (i > 0 && m <= c.lr_milestones[i - 1]) {
+      return Status::InvalidArgument("parameter lr_milestones must increase, got " +
+                                     ParamValue::List({c.lr_milestones.begin(),
+                                                       c.lr_milestones.end()})
+                                         .ToString());
+    }
+  }
+  bad.clear();
+  if (c.warmup_epochs > c.epochs) {
+    bad = "warmup_epochs";
+    msg << "parameter warmup_epochs " << c.warmup_epochs << " is more than the run's "
+        << c.epochs << " epochs";
+    return Status::InvalidArgument(msg.str());
+  }
+  if (c.lr_schedule == "plateau") {
+    if (c.lr_min > c.lr) {
+      bad = "lr_min";
+      msg << "parameter lr_min " << c.lr_min << " is above lr " << c.lr;
+      return Status::InvalidArgument(msg.str());
+    }
+    if (!HasValidation(c)) {
+      bad = "lr_schedule";
+      return Status::InvalidArgument(
+          "parameter lr_schedule plateau watches the validation metric, and this run has no "
+          "validation split: set val_split (the plateau never reads the test set)");
+    }
+  }
+  const TaskInfo* task = FindTask(c.task);
+  if (task != nullptr && task->has(kTransformerLm) && c.emsize % c.nhead != 0) {
+    bad = "nhead";
+    msg << "parameter nhead " << c.nhead << " must divide emsize " << c.emsize
+        << " (each attention head takes emsize / nhead features)";
+    return Status::InvalidArgument(msg.str());
+  }
+  if (c.model_selection == "best_val" && !HasValidation(c)) {
+    bad = "model_selection";
+    return Status::InvalidArgument(
+        "parameter model_selection best_val needs a validation split: set val_split");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -198,42 +390,91 @@ const std::vector<ParamSpec>& Specs() {
 const std::vector<std::string_view>& KnownRunParams() {
   static const std::vector<std::string_view> names = [] {
     std::vector<std::string_view> out;
-    for (const auto& s : Specs()) out.push_back(s.name);
+    for (const auto& s : Specs()) out.push_back(s.info.name);
     return out;
   }();
   return names;
 }
 
-Result<RunConfig> RunConfigFromParams(const RunParams& params) {
+const RunParamInfo* FindRunParam(std::string_view name) {
+  const ParamSpec* spec = FindSpec(name);
+  return spec ? &spec->info : nullptr;
+}
+
+bool ParamApplies(const RunParamInfo& param, const TaskInfo& task,
+                  const OptimizerInfo& optimizer) {
+  if (param.feature != 0 && !task.has(static_cast<TaskFeature>(param.feature))) return false;
+  if (param.optimizers.empty()) return true;
+  for (auto o : param.optimizers) {
+    if (o == optimizer.name) return true;
+  }
+  return false;
+}
+
+bool HasValidation(const RunConfig& config) {
+  const TaskInfo* task = FindTask(config.task);
+  if (task == nullptr) return false;
+  if (task->kind == TaskKind::kLanguageModel) return true;
+  return task->has(kHoldout) && config.val_split > 0;
+}
+
+Status ApplyRunParam(std::string_view name, const ParamValue& value, RunConfig& config) {
+  const ParamSpec* spec = FindSpec(name);
+  if (spec == nullptr) {
+    return Status::InvalidArgument("unknown run parameter \"" + std::string(name) +
+                                   "\" (known: " + Join(KnownRunParams()) + ")");
+  }
+  return spec->read(value, config);
+}
+
+Status CheckRunConfig(const RunConfig& config, std::string* bad_param) {
+  std::string ignored;
+  return CheckConsistent(config, bad_param ? *bad_param : ignored);
+}
+
+Status CheckRunParamValue(std::string_view name, const ParamValue& value) {
+  const ParamSpec* spec = FindSpec(name);
+  if (spec == nullptr) {
+    return Status::InvalidArgument("unknown run parameter \"" + std::string(name) +
+                                   "\" (known: " + Join(KnownRunParams()) + ")");
+  }
+  RunConfig scratch;
+  return spec->read(value, scratch);
+}
+
+Result<RunConfig> RunConfigFromParams(const RunParams& params, std::string* bad_param) {
+  std::string ignored;
+  std::string& bad = bad_param ? *bad_param : ignored;
   RunConfig config;
   for (const auto& [name, value] : params) {
-    const ParamSpec* spec = nullptr;
-    for (const auto& s : Specs()) {
-      if (s.name == name) spec = &s;
-    }
+    bad = name;
+    const ParamSpec* spec = FindSpec(name);
     if (spec == nullptr) {
       return Status::InvalidArgument("unknown run parameter \"" + name + "\" (known: " +
                                      Join(KnownRunParams()) + ")");
     }
     MADAM_RETURN_IF_ERROR(spec->read(value, config));
   }
+  bad = "task";
   if (config.task.empty()) return Status::InvalidArgument("run parameter task is required");
+  bad = "optimizer";
   if (config.optimizer.empty()) return Status::InvalidArgument("run parameter optimizer is required");
-  // int_madam steps round(g_hat * lr / base_lr) levels with |g_hat| <= g_bound:
-  // below one half, every step rounds to zero and no weight ever moves.
-  if (config.optimizer == "int_madam" && config.lr * config.g_bound / config.base_lr < 0.5) {
-    std::ostringstream msg;
-    msg << "int_madam can never move a level with lr " << config.lr << ", base_lr "
-        << config.base_lr << " and g_bound " << config.g_bound
-        << " (needs lr * g_bound / base_lr >= 0.5)";
-    return Status::InvalidArgument(msg.str());
-  }
+  bad.clear();
+  MADAM_RETURN_IF_ERROR(CheckConsistent(config, bad));
   return config;
 }
 
 RunParams RunConfigToParams(const RunConfig& config) {
+  static const RunConfig defaults;
+  const TaskInfo* task = FindTask(config.task);
+  const OptimizerInfo* optimizer = FindOptimizer(config.optimizer);
   RunParams out;
-  for (const auto& s : Specs()) out.emplace(std::string(s.name), s.write(config));
+  for (const auto& s : Specs()) {
+    if (task && optimizer && !ParamApplies(s.info, *task, *optimizer)) continue;
+    ParamValue v = s.write(config);
+    if (s.info.test_only && v == s.write(defaults)) continue;
+    out.emplace(std::string(s.info.name), std::move(v));
+  }
   return out;
 }
 

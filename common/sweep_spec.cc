@@ -1,5 +1,7 @@
 #include "common/sweep_spec.h"
 
+#include "common/recipe.h"
+
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/mark.h>
@@ -358,6 +360,19 @@ ParamValue ToParamValue(const YNode& node) {
   return ParamValue::String(node.text);
 }
 
+// A list of plain numbers ([100, 200]) is a list value; false for anything
+// else in the list.
+bool ToListValue(const YNode& node, ParamValue* out) {
+  std::vector<double> numbers;
+  for (const auto& item : node.children) {
+    double number = 0;
+    if (!item->is_scalar() || !item->plain || !ParseYamlNumber(item->text, &number)) return false;
+    numbers.push_back(number);
+  }
+  *out = ParamValue::List(std::move(numbers));
+  return true;
+}
+
 // Labels an axis of maps. Each entry takes the fewest of its leading values
 // (in file order) that no other entry starts with: {optimizer: madam} is
 // "madam" and {optimizer: int_madam, bits: 12, ...} is "int_madam/12". Should
@@ -443,6 +458,10 @@ class SweepReader {
 
   Status ValidateParam(const std::string& name, const ParamValue& value, SourcePos pos,
                        const std::string& where) const;
+  // A parameter's value under params: or in an axis entry: a scalar, or a
+  // list of numbers.
+  Result<ParamValue> ReadValue(const YNode& node, const std::string& where) const;
+  Status ReadStage(const YNode& key, const YNode& value);
   Status ClaimParam(const std::string& name, const std::string& where, SourcePos pos);
   Status SetFixed(const std::string& name, const YNode& value, const std::string& where);
 
@@ -465,6 +484,7 @@ class SweepReader {
   std::vector<PendingAxis> axes_;
   std::map<std::string, Owner> owners_;  // run parameter -> who sets it
   SourcePos seeds_pos_;
+  SourcePos stage_pos_;
   bool has_metric_ = false;
   bool has_name_ = false;
 };
@@ -472,7 +492,8 @@ class SweepReader {
 const std::vector<std::string_view>& TopLevelKeys() {
   static const std::vector<std::string_view> keys = {
       "name",   "description", "task",  "metric",         "epochs",       "batch_size",
-      "params", "grid",        "seeds", "max_concurrent", "max_attempts", "resources"};
+      "params", "grid",        "seeds", "max_concurrent", "max_attempts", "resources",
+      "recipe", "figure",      "table"};
   return keys;
 }
 
@@ -542,11 +563,53 @@ Status SweepReader::ValidateParam(const std::string& name, const ParamValue& val
       return Error(pos, where + ": " + name + " cannot be " + Quote(value.text));
     }
   }
-  RunParams probe = {{"task", ParamValue::String("synthetic-mlp")},
-                     {"optimizer", ParamValue::String("sgd")}};
-  probe[name] = value;
-  auto config = RunConfigFromParams(probe);
-  if (!config.ok()) return Error(pos, where + ": " + config.status().message());
+  Status checked = CheckRunParamValue(name, value);
+  if (!checked.ok()) return Error(pos, where + ": " + checked.message());
+  return Status::Ok();
+}
+
+Result<ParamValue> SweepReader::ReadValue(const YNode& node, const std::string& where) const {
+  if (node.is_null()) return Error(node.pos, where + " has no value");
+  if (node.is_sequence()) {
+    ParamValue list;
+    if (!ToListValue(node, &list)) {
+      return Error(node.pos, where + " must be a single value or a list of numbers");
+    }
+    return list;
+  }
+  MADAM_RETURN_IF_ERROR(ExpectKind(node, YNode::Kind::kScalar, where,
+                                   "a single value (a number or a name) or a list of numbers"));
+  return ToParamValue(node);
+}
+
+// recipe: paper | none; figure: 1; table: 1 | 2 (ARCHITECTURE.md section 4).
+Status SweepReader::ReadStage(const YNode& key, const YNode& value) {
+  if (key.text == "recipe") {
+    auto recipe = ReadText(value, "recipe");
+    if (!recipe.ok()) return recipe.status();
+    if (*recipe != "paper" && *recipe != "none") {
+      return Error(value.pos, "recipe must be paper (the task's recipe, the default) or none "
+                              "(the paper's defaults only), got " + Quote(*recipe));
+    }
+    MADAM_RETURN_IF_ERROR(ClaimParam("recipe", "recipe", value.pos));
+    spec_.use_recipe = *recipe == "paper";
+    if (!spec_.use_recipe) spec_.params["recipe"] = ParamValue::String("none");
+    return Status::Ok();
+  }
+  if (spec_.stage != SweepStage::kNone) {
+    return Error(key.pos, key.text + ": a sweep feeds one report; " +
+                              std::string(StageName(spec_.stage)) + " is already set at " +
+                              PosString(stage_pos_));
+  }
+  const bool figure = key.text == "figure";
+  auto n = ReadInteger(value, key.text, 1, figure ? 1 : 2);
+  if (!n.ok()) {
+    return Error(value.pos, figure ? "figure must be 1 (the paper's Figure 1: lr sensitivity)"
+                                   : "table must be 1 (Madam vs tuned baselines) or 2 (bit "
+                                     "widths)");
+  }
+  spec_.stage = figure ? SweepStage::kFigure1 : *n == 1 ? SweepStage::kTable1 : SweepStage::kTable2;
+  stage_pos_ = key.pos;
   return Status::Ok();
 }
 
@@ -562,13 +625,11 @@ Status SweepReader::ClaimParam(const std::string& name, const std::string& where
 
 Status SweepReader::SetFixed(const std::string& name, const YNode& value,
                              const std::string& where) {
-  if (value.is_null()) return Error(value.pos, where + " has no value");
-  MADAM_RETURN_IF_ERROR(
-      ExpectKind(value, YNode::Kind::kScalar, where, "a single value (a number or a name)"));
-  ParamValue v = ToParamValue(value);
-  MADAM_RETURN_IF_ERROR(ValidateParam(name, v, value.pos, where));
+  auto v = ReadValue(value, where);
+  if (!v.ok()) return v.status();
+  MADAM_RETURN_IF_ERROR(ValidateParam(name, *v, value.pos, where));
   MADAM_RETURN_IF_ERROR(ClaimParam(name, where, value.pos));
-  spec_.params[name] = v;
+  spec_.params[name] = *v;
   return Status::Ok();
 }
 
@@ -596,7 +657,10 @@ Status SweepReader::ReadMetric(const YNode& node) {
     }
   }
   if (spec_.metric_name.empty()) return Error(node.pos, "metric.name is missing");
-  if (spec_.metric_goal.empty()) spec_.metric_goal = "minimize";
+  if (spec_.metric_goal.empty()) {
+    auto goal = GoalOfMetric(spec_.metric_name);
+    spec_.metric_goal = std::string(GoalName(goal.value_or(MetricGoal::kMinimize)));
+  }
   has_metric_ = true;
   return Status::Ok();
 }
@@ -763,10 +827,9 @@ Status SweepReader::ReadMapAxis(const std::string& name, const YNode& list, Pend
         return Error(key.pos, item_where + ": seeds are set with the top-level seeds: list");
       }
       if (!IsRunParam(key.text)) return UnknownKey(key, entry_where, KnownRunParams());
-      if (item.is_null()) return Error(item.pos, item_where + " has no value");
-      MADAM_RETURN_IF_ERROR(ExpectKind(item, YNode::Kind::kScalar, item_where,
-                                       "a single value (a number or a name)"));
-      ParamValue v = ToParamValue(item);
+      auto read = ReadValue(item, item_where);
+      if (!read.ok()) return read.status();
+      const ParamValue& v = *read;
       MADAM_RETURN_IF_ERROR(ValidateParam(key.text, v, item.pos, item_where));
       MADAM_RETURN_IF_ERROR(ClaimParam(key.text, where, key.pos));
       entry_parts.emplace_back(key.text, v.ToString());
@@ -781,7 +844,7 @@ Status SweepReader::ReadMapAxis(const std::string& name, const YNode& list, Pend
   for (size_t i = 0; i < out.axis.values.size(); ++i) {
     std::string canonical;
     for (const auto& [k, v] : out.axis.values[i].params) {
-      canonical += k + '=' + v.ToString() + (v.is_number() ? "#" : "$") + '\x1f';
+      canonical += k + '=' + v.ToString() + (v.is_string() ? "$" : "#") + '\x1f';
     }
     auto [it, inserted] = entries.emplace(std::move(canonical), i);
     if (!inserted) {
@@ -905,12 +968,19 @@ std::string CellName(const std::vector<Axis>& axes, const std::vector<size_t>& a
   return out;
 }
 
-// Parameters meet only in a grid cell: checks every cell (the cap keeps them
-// few) so that no run the coordinator stores can fail RunConfigFromParams.
-// The error points at the cell's value on the last axis.
+// Parameters meet only in a grid cell: resolves every cell (the cap keeps
+// them few) the way a worker will, so that no run the coordinator stores can
+// fail. An error points at the value at fault when the file sets it, else at
+// the cell's value on the last axis. Every parameter the file sets must
+// apply to some cell's task and optimiser.
 Status SweepReader::CheckCells() const {
   const auto& axes = spec_.axes;
   std::vector<size_t> at(axes.size(), 0);
+  ResolveOptions options;
+  options.schedule =
+      spec_.stage == SweepStage::kFigure1 ? ScheduleRule::kFixed : ScheduleRule::kRecipe;
+  options.drop_inapplicable = true;
+  std::set<std::string> applied;
   RunParams params;
   while (true) {
     params = spec_.params;
@@ -918,14 +988,55 @@ Status SweepReader::CheckCells() const {
     for (size_t a = 0; a < axes.size(); ++a) {
       for (const auto& [k, v] : axes[a].values[at[a]].params) params[k] = v;
     }
-    auto config = RunConfigFromParams(params);
-    if (!config.ok()) {
+    std::string bad;
+    auto resolved = ResolveConfig(params, options, &bad);
+    if (!resolved.ok()) {
+      // The value at fault when this file sets it; else (a required
+      // parameter missing, a recipe value) the cell itself.
       SourcePos pos = axes.empty() ? SourcePos{1, 1} : axes.back().values[at.back()].pos;
+      bool on_axis = false;
+      for (size_t a = 0; a < axes.size() && !on_axis; ++a) {
+        if (axes[a].values[at[a]].params.count(bad)) {
+          pos = axes[a].values[at[a]].pos;
+          on_axis = true;
+        }
+      }
+      if (!on_axis && spec_.params.count(bad)) {
+        if (auto it = owners_.find(bad); it != owners_.end()) pos = it->second.pos;
+      }
       std::string cell = axes.empty() ? "every run" : "grid cell " + CellName(axes, at);
-      return Error(pos, cell + ": " + config.status().message());
+      return Error(pos, cell + ": " + resolved.status().message());
     }
-    if (!NextCell(axes, at)) return Status::Ok();
+    const TaskInfo* task = FindTask(resolved->task);
+    const OptimizerInfo* optimizer = FindOptimizer(resolved->optimizer);
+    for (const auto& [name, value] : params) {
+      (void)value;
+      const RunParamInfo* info = FindRunParam(name);
+      if (info && task && optimizer && ParamApplies(*info, *task, *optimizer)) applied.insert(name);
+    }
+    if (!NextCell(axes, at)) break;
   }
+  for (const auto& [name, owner] : owners_) {
+    if (applied.count(name)) continue;
+    const RunParamInfo* info = FindRunParam(name);
+    std::vector<std::string_view> names;
+    std::string kind;
+    if (info && info->feature != 0) {
+      for (const auto& t : KnownTasks()) {
+        if (t.has(static_cast<TaskFeature>(info->feature))) names.push_back(t.name);
+      }
+      kind = names.size() == 1 ? "task " : "tasks ";
+    } else if (info) {
+      names = info->optimizers;
+      kind = names.size() == 1 ? "optimizer " : "optimizers ";
+    }
+    std::string owners = kind;
+    for (size_t i = 0; i < names.size(); ++i) owners += (i ? ", " : "") + std::string(names[i]);
+    return Error(owner.pos, owner.where + ": " + name +
+                                " does not apply to any run of this sweep (it is a parameter of " +
+                                owners + ")");
+  }
+  return Status::Ok();
 }
 
 Status SweepReader::FillMetricDefault(SourcePos pos) {
@@ -1000,6 +1111,8 @@ Result<SweepSpec> SweepReader::Read(const YNode* root) {
       spec_.max_attempts = *v;
     } else if (k == "resources") {
       MADAM_RETURN_IF_ERROR(ReadResources(value));
+    } else if (k == "recipe" || k == "figure" || k == "table") {
+      MADAM_RETURN_IF_ERROR(ReadStage(key, value));
     } else {
       return UnknownKey(key, "", TopLevelKeys());
     }
@@ -1020,6 +1133,12 @@ Result<SweepSpec> SweepReader::Read(const YNode* root) {
   axes_.clear();
   MADAM_RETURN_IF_ERROR(FillMetricDefault(root->pos));
   MADAM_RETURN_IF_ERROR(CheckCells());
+  // Written into the runs' own parameters, so each stored run resolves the
+  // same way wherever it is resolved (common/recipe.h).
+  if (spec_.stage == SweepStage::kFigure1) {
+    spec_.params["lr_schedule"] = ParamValue::String("constant");
+    spec_.params["warmup_epochs"] = ParamValue::Number(0);
+  }
   return std::move(spec_);
 }
 
@@ -1035,6 +1154,16 @@ std::string MessagePrefix(std::string_view filename) {
 }
 
 }  // namespace
+
+std::string_view StageName(SweepStage stage) {
+  switch (stage) {
+    case SweepStage::kFigure1: return "figure: 1";
+    case SweepStage::kTable1: return "table: 1";
+    case SweepStage::kTable2: return "table: 2";
+    case SweepStage::kNone: break;
+  }
+  return "";
+}
 
 Result<SweepSpec> ParseSweepSpec(std::string_view text, std::string_view filename,
                                  const SweepLimits& limits) {

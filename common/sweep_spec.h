@@ -64,14 +64,27 @@ struct Axis {
   SourcePos pos;                  // of the axis name under grid:
 };
 
+// Which of the paper's reports a sweep feeds (its `figure:` / `table:` key),
+// which sets its schedule rule (ARCHITECTURE.md section 4): Figure 1 runs a
+// fixed eta; Tables 1 and 2 (and a sweep with neither key) the recipe's
+// schedule.
+enum class SweepStage { kNone, kFigure1, kTable1, kTable2 };
+// "figure: 1", "table: 1", "table: 2"; "" for kNone.
+std::string_view StageName(SweepStage stage);
+
 struct SweepSpec {
   std::string name;
   std::string description;
   std::string task;         // empty when task is a grid axis
   std::string metric_name;  // default: the task's test metric
   std::string metric_goal;  // minimize | maximize
-  // Parameters every run shares: task, epochs, batch_size and `params:`.
+  // Parameters every run shares: task, epochs, batch_size and `params:`;
+  // also `recipe: none` when the file says so, and for a Figure 1 sweep the
+  // fixed eta written out (lr_schedule constant, warmup_epochs 0), so that
+  // each stored run resolves (common/recipe.h) from its parameters alone.
   RunParams params;
+  bool use_recipe = true;  // `recipe: paper` (default) or `recipe: none`
+  SweepStage stage = SweepStage::kNone;
   // Cartesian product, in file order; the first axis varies slowest.
   std::vector<Axis> axes;
   std::vector<int64_t> seeds;  // default [0], distinct
@@ -88,8 +101,9 @@ struct ExpandedRun {
 
 // Parses and validates a sweep file. Errors are INVALID_ARGUMENT
 // "FILE:LINE:COL: message", or RESOURCE_EXHAUSTED when the file or its grid
-// is over `limits`. On success every run ExpandSweep yields passes
-// RunConfigFromParams.
+// is over `limits`. On success every run ExpandSweep yields resolves
+// (ResolveRun with drop_inapplicable, common/recipe.h) without error, and
+// every parameter the file sets applies to at least one of its runs.
 Result<SweepSpec> ParseSweepSpec(std::string_view text, std::string_view filename,
                                  const SweepLimits& limits = {});
 

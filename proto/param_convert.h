@@ -13,6 +13,7 @@
 namespace madam {
 
 void ParamsToProto(const RunParams& params, google::protobuf::Map<std::string, v1::ParamValue>* out);
+ParamValue ParamFromProto(const v1::ParamValue& value);
 RunParams ParamsFromProto(const google::protobuf::Map<std::string, v1::ParamValue>& params);
 
 }  // namespace madam

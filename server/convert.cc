@@ -1,5 +1,7 @@
 #include "server/convert.h"
 
+#include "common/recipe.h"
+
 namespace madam::server {
 
 v1::RunState ToProto(RunState state) {
@@ -56,7 +58,8 @@ void ToProto(const RunRow& run, v1::Run* out) {
   out->set_state(ToProto(run.state));
   out->set_attempts(run.attempts);
   out->set_max_attempts(run.max_attempts);
-  ParamsToProto(run.params, out->mutable_params());
+  // Every parameter the run trains with, not only those its sweep set.
+  ParamsToProto(ResolvedRunParams(run.params), out->mutable_params());
   out->mutable_labels()->insert(run.labels.begin(), run.labels.end());
   out->mutable_final()->insert(run.final.begin(), run.final.end());
   out->set_last_error(run.last_error);

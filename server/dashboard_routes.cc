@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/param_json.h"
+#include "common/recipe.h"
 #include "server/report.h"
 #include "server/svg_plot.h"
 
@@ -60,13 +62,7 @@ Json SweepJson(const SweepRow& s, bool with_spec) {
   return j;
 }
 
-Json ParamsJson(const RunParams& params) {
-  Json j = Json::object();
-  for (const auto& [name, value] : params) {
-    j[name] = value.is_number() ? Number(value.number) : Json(value.text);
-  }
-  return j;
-}
+Json ParamsJson(const RunParams& params) { return ParamsToJsonObject(params); }
 
 Json RunJson(const RunRow& r, const std::optional<LiveRun>& live) {
   Json final_values = Json::object();
@@ -77,7 +73,7 @@ Json RunJson(const RunRow& r, const std::optional<LiveRun>& live) {
          {"state", RunStateName(r.state)},
          {"attempts", r.attempts},
          {"max_attempts", r.max_attempts},
-         {"params", ParamsJson(r.params)},
+         {"params", ParamsJson(ResolvedRunParams(r.params))},
          {"labels", r.labels},
          {"final", final_values},
          {"last_error", r.last_error},

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/catalogue.h"
 #include "server/svg_plot.h"
 
 #ifndef MADAM_GIT_REVISION
@@ -141,16 +142,28 @@ CellStats Aggregate(const std::vector<const Sample*>& samples) {
 // True when `a` is a better metric value than `b`.
 bool Better(double a, double b, bool minimize) { return minimize ? a < b : a > b; }
 
-// Optimisers in the paper's order, then any other by name.
+// Optimisers in the catalogue's (the paper's) order, then any other by
+// name. A series name may carry a suffix: "int_madam/12".
 int OptimizerRank(const std::string& name) {
-  static const char* const kOrder[] = {"sgd", "adam", "madam", "int_madam"};
-  for (int i = 0; i < 4; ++i) {
-    if (name.rfind(kOrder[i], 0) == 0 && (name.size() == std::string(kOrder[i]).size() ||
-                                          name[std::string(kOrder[i]).size()] == '/')) {
-      return i;
-    }
+  const std::string base = name.substr(0, name.find('/'));
+  const auto& known = KnownOptimizers();
+  for (size_t i = 0; i < known.size(); ++i) {
+    if (known[i].name == base) return static_cast<int>(i);
   }
-  return 4;
+  return static_cast<int>(known.size());
+}
+
+// B-bit Madam (stores integer levels: a Table 2 width column).
+bool UsesBits(const std::string& optimizer) {
+  const OptimizerInfo* o = FindOptimizer(optimizer);
+  return o != nullptr && o->uses_bits;
+}
+
+// FP32 Madam: multiplicative, weights as floats (Table 1's untuned column,
+// Table 2's baseline).
+bool IsFp32Madam(const std::string& optimizer) {
+  const OptimizerInfo* o = FindOptimizer(optimizer);
+  return o != nullptr && o->multiplicative && !o->uses_bits;
 }
 
 bool OptimizerLess(const std::string& a, const std::string& b) {
@@ -312,7 +325,7 @@ Result<Report> ComputeLrSensitivity(const ReportInput& input, const std::vector<
       if (s->optimizer.empty() || !s->has_lr) continue;
       ++with_optimizer_and_lr;
       std::string series = s->optimizer;
-      if (s->optimizer == "int_madam") series += "/" + std::to_string(s->has_bits ? s->bits : kDefaultBits);
+      if (UsesBits(s->optimizer)) series += "/" + std::to_string(s->has_bits ? s->bits : kDefaultBits);
       by_opt[series].push_back(s);
     }
     for (const auto& [opt, opt_samples] : by_opt) {
@@ -435,11 +448,15 @@ Result<Report> ComputeTable1(const ReportInput& input, const std::vector<Sample>
   std::set<double> madam_lrs;
   auto tasks = GroupByTask(samples);
   for (const TaskSamples& task : tasks) {
-    for (const char* opt : {"sgd", "adam"}) {
+    const size_t first_baseline = report.table_rows.size();
+    for (const auto& o : KnownOptimizers()) {
+      if (!o.baseline) continue;
+      const std::string opt(o.name);
       auto lrs = GroupByLr(WithOptimizer(task.samples, opt));
       if (!lrs.empty()) any_baseline = true;
       report.table_rows.push_back(MakeColumnRow(task.task, opt, lrs, lrs.empty() ? 0 : BestLrIndex(lrs)));
     }
+    const size_t end_baseline = report.table_rows.size();
     auto madam = GroupByLr(WithOptimizer(task.samples, "madam"));
     std::vector<std::pair<double, std::vector<const Sample*>>> at_default;
     for (const auto& group : madam) {
@@ -452,17 +469,14 @@ Result<Report> ComputeTable1(const ReportInput& input, const std::vector<Sample>
     report.table_rows.push_back(madam_row);
     report.task_metric.emplace(task.task, "");
 
-    // The better of the two baselines.
-    const TableRow* sgd = &report.table_rows[report.table_rows.size() - 3];
-    const TableRow* adam = &report.table_rows[report.table_rows.size() - 2];
+    // The better of the baselines (the first of them on a tie).
     const bool minimize = task.samples.front()->minimize;
-    if (sgd->n > 0 || adam->n > 0) {
-      if (adam->n == 0 || (sgd->n > 0 && !Better(adam->mean, sgd->mean, minimize))) {
-        report.best_baseline[task.task] = "sgd";
-      } else {
-        report.best_baseline[task.task] = "adam";
-      }
+    const TableRow* best = nullptr;
+    for (size_t i = first_baseline; i < end_baseline; ++i) {
+      const TableRow& row = report.table_rows[i];
+      if (row.n > 0 && (best == nullptr || Better(row.mean, best->mean, minimize))) best = &row;
     }
+    if (best != nullptr) report.best_baseline[task.task] = best->column;
   }
   if (!any_baseline) {
     return Status::FailedPrecondition("table1 needs sgd or adam runs (an optimizer axis with sgd/adam "
@@ -484,8 +498,8 @@ Result<Report> ComputeTable2(const ReportInput& input, const std::vector<Sample>
   std::set<int, std::greater<int>> widths;
   bool any_fp32 = false;
   for (const Sample& s : samples) {
-    if (s.optimizer == "int_madam") widths.insert(s.has_bits ? s.bits : kDefaultBits);
-    if (s.optimizer == "madam") any_fp32 = true;
+    if (UsesBits(s.optimizer)) widths.insert(s.has_bits ? s.bits : kDefaultBits);
+    if (IsFp32Madam(s.optimizer)) any_fp32 = true;
   }
   if (widths.empty()) {
     return Status::FailedPrecondition("table2 needs runs of int_madam with a bits parameter; " +
@@ -502,7 +516,7 @@ Result<Report> ComputeTable2(const ReportInput& input, const std::vector<Sample>
     for (int bits : widths) {
       std::vector<const Sample*> of_width;
       for (const Sample* s : task.samples) {
-        if (s->optimizer == "int_madam" && (s->has_bits ? s->bits : kDefaultBits) == bits) of_width.push_back(s);
+        if (UsesBits(s->optimizer) && (s->has_bits ? s->bits : kDefaultBits) == bits) of_width.push_back(s);
       }
       auto lrs = GroupByLr(of_width);
       report.table_rows.push_back(MakeColumnRow(task.task, std::to_string(bits) + "bit", lrs,

@@ -1,5 +1,7 @@
 #include "server/store.h"
 
+#include "common/param_json.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -128,39 +130,11 @@ std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 // ---- JSON encodings of the run columns ----
 
-// Numbers stay numbers; integral values are written as integers ("3", not
-// "3.0") so exports read naturally.
-std::string ParamsToJson(const RunParams& params) {
-  json j = json::object();
-  for (const auto& [key, value] : params) {
-    if (value.is_number()) {
-      double v = value.number;
-      if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15) {
-        j[key] = static_cast<int64_t>(v);
-      } else {
-        j[key] = v;
-      }
-    } else {
-      j[key] = value.text;
-    }
-  }
-  return j.dump();
-}
+// Run parameters in the one JSON encoding of common/param_json.h.
+std::string ParamsToJson(const RunParams& params) { return ParamsToJsonObject(params).dump(); }
 
 RunParams ParamsFromJson(const std::string& text) {
-  RunParams params;
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return params;
-  for (const auto& [key, value] : j.items()) {
-    if (value.is_number()) {
-      params[key] = ParamValue::Number(value.get<double>());
-    } else if (value.is_string()) {
-      params[key] = ParamValue::String(value.get<std::string>());
-    } else {
-      params[key] = ParamValue::String(value.dump());
-    }
-  }
-  return params;
+  return ParamsFromJsonObject(json::parse(text, nullptr, /*allow_exceptions=*/false));
 }
 
 std::string LabelsToJson(const std::map<std::string, std::string>& labels) {

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/recipe.h"
 #include "common/run_config.h"
 #include "common/tls_files.h"
 #include "madam/v1/worker.grpc.pb.h"
@@ -425,7 +426,12 @@ class Server {
   void RunLease(const v1::AcquireRunResponse& lease) {
     const std::string& run_id = lease.run_id();
     Log("run ", run_id, ": leased (epoch ", std::to_string(lease.lease_epoch()), ", attempt ", std::to_string(lease.attempt()), ")");
-    auto config = RunConfigFromParams(ParamsFromProto(lease.params()));
+    // The stored run's own parameters, resolved against this worker's
+    // recipes (common/recipe.h); a parameter that does not apply to this
+    // cell of its sweep is left out, as at submit.
+    ResolveOptions resolve;
+    resolve.drop_inapplicable = true;
+    auto config = ResolveConfig(ParamsFromProto(lease.params()), resolve);
     if (!config.ok()) {
       Complete(lease, v1::RUN_STATE_FAILED, {}, config.status().message(), "");
       return;

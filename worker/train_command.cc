@@ -8,9 +8,12 @@
 #include <fstream>
 #include <iostream>
 #include <regex>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "common/param_json.h"
+#include "common/recipe.h"
 #include "common/run_config.h"
 #include "worker/trainer.h"
 
@@ -33,11 +36,43 @@ class JsonLinesSink : public MetricSink {
   std::ofstream out_;
 };
 
+// A number, a list of numbers written [a,b,...], or a name.
 ParamValue ParseParamValue(const std::string& text) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (!text.empty() && end == text.c_str() + text.size()) return ParamValue::Number(v);
+  auto number = [](const std::string& t, double* out) {
+    char* end = nullptr;
+    *out = std::strtod(t.c_str(), &end);
+    return !t.empty() && end == t.c_str() + t.size();
+  };
+  double v = 0;
+  if (number(text, &v)) return ParamValue::Number(v);
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
+    std::vector<double> list;
+    std::stringstream items(text.substr(1, text.size() - 2));
+    std::string item;
+    while (std::getline(items, item, ',')) {
+      item.erase(0, item.find_first_not_of(' '));
+      item.erase(item.find_last_not_of(' ') + 1);
+      if (item.empty() && list.empty() && items.eof()) break;  // "[]"
+      if (!number(item, &v)) return ParamValue::String(text);
+      list.push_back(v);
+    }
+    return ParamValue::List(std::move(list));
+  }
   return ParamValue::String(text);
+}
+
+// Adds `--param k=v` pairs to `params`; false (with a message) on a pair
+// without "=".
+bool AddParamFlags(const std::vector<std::string>& pairs, RunParams& params, const char* command) {
+  for (const auto& kv : pairs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "madam-worker " << command << ": --param expects k=v, got \"" << kv << "\"\n";
+      return false;
+    }
+    params[kv.substr(0, eq)] = ParseParamValue(kv.substr(eq + 1));
+  }
+  return true;
 }
 
 std::string FormatDuration(double seconds) {
@@ -119,15 +154,10 @@ int RunTrainCommand(const TrainCommandOptions& o) {
   set("seed", o.seed);
   set("bits", o.bits);
   set("base_lr", o.base_lr);
-  for (const auto& kv : o.params) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::cerr << "madam-worker train: --param expects k=v, got \"" << kv << "\"\n";
-      return 2;
-    }
-    params[kv.substr(0, eq)] = ParseParamValue(kv.substr(eq + 1));
-  }
-  auto config = RunConfigFromParams(params);
+  if (!AddParamFlags(o.params, params, "train")) return 2;
+  // The task's recipe fills what the flags leave unset (common/recipe.h);
+  // --param recipe=none turns it off.
+  auto config = ResolveConfig(params, ResolveOptions{});
   if (!config.ok()) {
     std::cerr << "madam-worker train: " << config.status().message() << "\n";
     return 2;
@@ -167,6 +197,11 @@ int RunTrainCommand(const TrainCommandOptions& o) {
     if (k.rfind("test/", 0) == 0) std::cerr << "  " << k << " " << v;
   }
   std::cerr << "  train_seconds " << s.train_seconds << "  steps " << s.steps << "\n";
+  for (const auto& w : s.warnings) std::cerr << "warning: " << w << "\n";
+  if (s.best_val_epoch > 0) {
+    std::cerr << "test metrics are from epoch " << s.best_val_epoch
+              << " (model_selection best_val)\n";
+  }
   if (!s.error.empty()) std::cerr << "error: " << s.error << "\n";
   if (s.export_bytes > 0) {
     std::fprintf(stderr, "exported %s: %lld bytes (%lld-bit) vs %lld bytes FP32 (%.1f%%)\n",
@@ -178,6 +213,9 @@ int RunTrainCommand(const TrainCommandOptions& o) {
     json j = {{"status", s.status}, {"final", s.final}, {"train_seconds", s.train_seconds},
               {"steps", s.steps}};
     if (!s.error.empty()) j["error"] = s.error;
+    if (s.best_val_epoch > 0) j["best_val_epoch"] = s.best_val_epoch;
+    if (!s.resumed_from.empty()) j["resumed_from"] = s.resumed_from;
+    if (!s.warnings.empty()) j["warnings"] = s.warnings;
     if (s.export_bytes > 0) {
       j["export_bytes"] = s.export_bytes;
       j["fp32_bytes"] = s.fp32_bytes;
@@ -190,6 +228,44 @@ int RunTrainCommand(const TrainCommandOptions& o) {
     }
   }
   return s.status == "failed" ? 1 : 0;
+}
+
+CLI::App* AddRecipeCommand(CLI::App& app, RecipeCommandOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "recipe", "Print the run parameters a task's recipe resolves to, with their sources");
+  cmd->add_option("task", o.task, "Task")->required();
+  cmd->add_option("--optimizer", o.optimizer, "Optimiser (sgd, adam, madam, int_madam)")->required();
+  cmd->add_option("--param", o.params, "A run parameter as k=v (repeatable), overriding the recipe");
+  cmd->add_flag("--json", o.json, "JSON: {task, optimizer, params, sources}");
+  return cmd;
+}
+
+int RunRecipeCommand(const RecipeCommandOptions& o) {
+  RunParams params{{"task", ParamValue::String(o.task)},
+                   {"optimizer", ParamValue::String(o.optimizer)}};
+  if (!AddParamFlags(o.params, params, "recipe")) return 2;
+  auto resolved = ResolveRun(params, ResolveOptions{});
+  if (!resolved.ok()) {
+    std::cerr << "madam-worker recipe: " << resolved.status().message() << "\n";
+    return 2;
+  }
+  if (o.json) {
+    json j = {{"task", o.task},
+              {"optimizer", o.optimizer},
+              {"params", ParamsToJsonObject(resolved->params)},
+              {"sources", resolved->sources}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  size_t width = 0;
+  for (const auto& [name, value] : resolved->params) width = std::max(width, name.size());
+  for (const auto& [name, value] : resolved->params) {
+    std::string text = value.ToString();
+    std::cout << name << std::string(width + 2 - name.size(), ' ') << text
+              << std::string(text.size() < 24 ? 24 - text.size() : 1, ' ')
+              << resolved->sources.at(name) << "\n";
+  }
+  return 0;
 }
 
 }  // namespace madam::worker

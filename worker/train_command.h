@@ -31,4 +31,15 @@ CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& options);
 
 int RunTrainCommand(const TrainCommandOptions& options);
 
+// `madam-worker recipe TASK --optimizer O [--param k=v ...] [--json]`: the
+// run parameters TASK's recipe resolves to (common/recipe.h), every one,
+// with where each value comes from (ARCHITECTURE.md section 3).
+struct RecipeCommandOptions {
+  std::string task, optimizer;
+  std::vector<std::string> params;
+  bool json = false;
+};
+CLI::App* AddRecipeCommand(CLI::App& app, RecipeCommandOptions& options);
+int RunRecipeCommand(const RecipeCommandOptions& options);
+
 }  // namespace madam::worker

@@ -26,15 +26,21 @@ namespace madam::worker {
 // training step (number of optimiser steps taken so far); `time` is unix seconds.
 //
 // What a run reports, and when:
-//   every 10th step and the last step of each epoch: train/loss (that step's
-//     batch loss), optim/relative_update (mean over tensors of ||dW||/||W||
-//     for that step), optim/sign_flips (weights whose sign changed in that
-//     step) and optim/at_bound_fraction (share of weights with
-//     |w| >= bound * (1 - 1e-6); the bound is sigma* for madam/int_madam and,
-//     as a reference, p_scale * RMS(initial tensor) for sgd/adam);
-//   after every epoch: test/loss, test/error (percent) or test/perplexity,
-//     lr (the rate the epoch trained with, before any plateau decay) and
-//     samples_per_second (training loop only, evaluation excluded).
+//   every 10th step and the last step of each epoch: the step's losses
+//     (train/loss; train/loss_d and train/loss_g for a GAN),
+//     optim/relative_update (mean over tensors of ||dW||/||W|| for that
+//     step), optim/sign_flips (weights whose sign changed in that step) and
+//     optim/at_bound_fraction (share of weights with |w| >= bound *
+//     (1 - 1e-6); the bound is sigma* for madam/int_madam and, as a
+//     reference, p_scale * RMS(initial tensor) for sgd/adam);
+//   after every epoch: val/loss and val/error or val/perplexity when the run
+//     has a validation split; test/loss and test/error or test/perplexity
+//     (with model_selection best_val only at epochs whose validation metric
+//     was the best so far, so a test metric's last point is the
+//     best-validation model's, and val/best_epoch names that epoch); lr (the
+//     rate the epoch trained with, before any decay the epoch's validation
+//     brings) and samples_per_second (training loop only, evaluation
+//     excluded).
 // A run resumed from a checkpoint numbers its steps exactly as the
 // uninterrupted run does.
 struct MetricPoint {
@@ -104,6 +110,9 @@ struct RunSummary {
   std::string error;            // set when failed
   std::string last_checkpoint;  // newest checkpoint written (empty: none)
   std::string resumed_from;     // the checkpoint the run continued from (empty: step 0)
+  // model_selection best_val: the epoch whose model the final test metrics
+  // are from (0: none yet, or model_selection last).
+  int64_t best_val_epoch = 0;
   std::vector<std::string> warnings;  // e.g. a resume candidate that could not be read
   int64_t export_bytes = 0;     // size of the --export-model file (0: none)
   int64_t fp32_bytes = 0;       // the same parameters as float32

@@ -1,5 +1,6 @@
-// madam-worker: `train` runs one run standalone; with no subcommand the
-// worker serves a coordinator (serve mode). Parses flags and dispatches only.
+// madam-worker: `train` runs one run standalone, `recipe` prints a task's
+// resolved parameters; with no subcommand the worker serves a coordinator
+// (serve mode). Parses flags and dispatches only.
 #include <CLI/CLI.hpp>
 
 #include "worker/serve_command.h"
@@ -12,6 +13,8 @@ int main(int argc, char** argv) {
   madam::worker::AddServeFlags(app, serve_options);
   madam::worker::TrainCommandOptions train_options;
   CLI::App* train = madam::worker::AddTrainCommand(app, train_options);
+  madam::worker::RecipeCommandOptions recipe_options;
+  CLI::App* recipe = madam::worker::AddRecipeCommand(app, recipe_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -19,5 +22,6 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (train->parsed()) return madam::worker::RunTrainCommand(train_options);
+  if (recipe->parsed()) return madam::worker::RunRecipeCommand(recipe_options);
   return madam::worker::RunServe(serve_options);
 }

@@ -19,7 +19,7 @@ SLOW_SWEEP = """name: slow
 task: synthetic-mlp
 metric: {name: test/error, goal: minimize}
 epochs: 150
-params: {lr_decay: none}
+params: {lr_schedule: constant}
 grid:
   optimizer: [madam, adam]
   lr: [0.01, 0.02, 0.03]

@@ -92,17 +92,6 @@ Result<std::string> ReadWholeFile(const std::string& path, const char* what) {
   return ss.str();
 }
 
-// Normalises [n, c, ...] per channel with the statistics of `ref` (in place
-// semantics; returns the new tensors).
-void NormalizePerChannel(torch::Tensor& train, torch::Tensor& test) {
-  std::vector<int64_t> reduce_dims = {0};
-  for (int64_t d = 2; d < train.dim(); ++d) reduce_dims.push_back(d);
-  auto mean = train.mean(reduce_dims, /*keepdim=*/true);
-  auto std = train.std(reduce_dims, /*unbiased=*/false, /*keepdim=*/true).clamp_min(1e-6);
-  train = ((train - mean) / std).contiguous();
-  test = ((test - mean) / std).contiguous();
-}
-
 }  // namespace
 
 Result<torch::Tensor> ReadIdxImages(const std::string& path) {
@@ -204,9 +193,8 @@ Result<ClassificationData> LoadCifar(const std::string& dir, int num_classes) {
   auto test = load(test_files);
   if (!test.ok()) return test.status();
   ClassificationData d;
-  d.train_x = train->images.to(torch::kFloat).div_(255.0);
-  d.test_x = test->images.to(torch::kFloat).div_(255.0);
-  NormalizePerChannel(d.train_x, d.test_x);
+  d.train_x = train->images;
+  d.test_x = test->images;
   d.train_y = train->labels;
   d.test_y = test->labels;
   d.num_classes = num_classes;

@@ -48,8 +48,9 @@ struct CifarSplit {
 Result<CifarSplit> ReadCifarBinary(const std::string& path, int label_bytes);
 
 // CIFAR-10 (data_batch_1..5.bin, test_batch.bin) or CIFAR-100 (train.bin,
-// test.bin; fine labels) under `dir`. Inputs [n, 3, 32, 32] normalised per
-// channel with the train split's statistics.
+// test.bin; fine labels) under `dir`. Inputs stay uint8 [n, 3, 32, 32], as
+// stored: the task augments and normalises each batch with its recipe's
+// constants (pad black, then normalise, as the authors' transforms do).
 Result<ClassificationData> LoadCifar(const std::string& dir, int num_classes);
 
 // wiki.{train,valid,test}.tokens under `dir`.

@@ -49,18 +49,22 @@ nn::Conv2d Conv3x3(int64_t in, int64_t out, int64_t stride) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
 }
 
+nn::BatchNorm2d Bn(int64_t channels, bool affine) {
+  return nn::BatchNorm2d(nn::BatchNorm2dOptions(channels).affine(affine));
+}
+
 class BasicBlock : public nn::Module {
  public:
-  BasicBlock(int64_t in, int64_t out, int64_t stride)
+  BasicBlock(int64_t in, int64_t out, int64_t stride, bool affine)
       : conv1_(register_module("conv1", Conv3x3(in, out, stride))),
-        bn1_(register_module("bn1", nn::BatchNorm2d(out))),
+        bn1_(register_module("bn1", Bn(out, affine))),
         conv2_(register_module("conv2", Conv3x3(out, out, 1))),
-        bn2_(register_module("bn2", nn::BatchNorm2d(out))) {
+        bn2_(register_module("bn2", Bn(out, affine))) {
     if (stride != 1 || in != out) {
       shortcut_ = register_module(
           "shortcut",
           nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)),
-                         nn::BatchNorm2d(out)));
+                         Bn(out, affine)));
     }
   }
   torch::Tensor forward(torch::Tensor x) {
@@ -78,9 +82,9 @@ class BasicBlock : public nn::Module {
 
 class CifarResNet18 : public TaskModel {
  public:
-  explicit CifarResNet18(int64_t classes)
+  CifarResNet18(int64_t classes, bool affine)
       : stem_(register_module("conv1", Conv3x3(3, 64, 1))),
-        bn_(register_module("bn1", nn::BatchNorm2d(64))),
+        bn_(register_module("bn1", Bn(64, affine))),
         fc_(register_module("fc", nn::Linear(512, classes))) {
     const int64_t widths[4] = {64, 128, 256, 512};
     int64_t in = 64;
@@ -89,7 +93,7 @@ class CifarResNet18 : public TaskModel {
         int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
         blocks_.push_back(register_module(
             "layer" + std::to_string(stage + 1) + "_" + std::to_string(b),
-            std::make_shared<BasicBlock>(in, widths[stage], stride)));
+            std::make_shared<BasicBlock>(in, widths[stage], stride, affine)));
         in = widths[stage];
       }
     }
@@ -170,22 +174,24 @@ std::shared_ptr<TaskModel> MakeMlp(int64_t in, int64_t hidden, int64_t out) {
   return std::make_shared<Mlp>(in, hidden, out);
 }
 std::shared_ptr<TaskModel> MakeSmallCnn(int64_t classes) { return std::make_shared<SmallCnn>(classes); }
-std::shared_ptr<TaskModel> MakeCifarResNet18(int64_t classes) {
-  return std::make_shared<CifarResNet18>(classes);
+std::shared_ptr<TaskModel> MakeCifarResNet18(int64_t classes, bool bn_affine) {
+  return std::make_shared<CifarResNet18>(classes, bn_affine);
 }
 std::shared_ptr<TaskModel> MakeTransformerLm(int64_t vocab, int64_t d_model, int64_t heads,
                                              int64_t ff, int64_t layers, double dropout) {
   return std::make_shared<TransformerLm>(vocab, d_model, heads, ff, layers, dropout);
 }
 
-void InitBiasesAwayFromZero(torch::nn::Module& model, double magnitude) {
+void ApplyInitRules(torch::nn::Module& model, const InitRules& rules) {
   torch::NoGradGuard no_grad;
   for (auto& item : model.named_parameters()) {
     const std::string& name = item.key();
-    if (name.size() < 4 || name.compare(name.size() - 4, 4, "bias") != 0) continue;
     auto& p = item.value();
-    auto sign = torch::randint(0, 2, p.sizes(), p.options()).mul_(2).sub_(1);
-    p.copy_(sign * magnitude);
+    const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+    if (rules.biases_normal && is_bias) p.normal_(0.0, rules.bias_std);
+    if (rules.zeros_normal && p.numel() > 0 && p.eq(0).all().item<bool>()) {
+      p.normal_(0.0, rules.zero_std);
+    }
   }
 }
 

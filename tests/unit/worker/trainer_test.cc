@@ -9,7 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
+#include "common/recipe.h"
 #include "tests/unit/worker/test_files.h"
+#include "worker/tasks/task.h"
 #include "worker/train_command.h"
 
 namespace madam::worker {
@@ -63,6 +67,15 @@ class TrainerTest : public ::testing::Test {
   fs::path dir_;
 };
 
+// A run as the worker resolves it: the task's recipe, then `extra`.
+RunConfig Resolved(const std::string& task, const std::string& optimizer, RunParams extra = {}) {
+  extra["task"] = ParamValue::String(task);
+  extra["optimizer"] = ParamValue::String(optimizer);
+  auto c = ResolveConfig(extra, {});
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return *c;
+}
+
 class OptimizerTrainsTest : public TrainerTest,
                             public ::testing::WithParamInterface<std::pair<const char*, double>> {};
 
@@ -72,7 +85,10 @@ TEST_P(OptimizerTrainsTest, SyntheticLossFalls) {
   CollectingSink sink;
   RunHooks hooks;
   hooks.sink = &sink;
-  RunSummary s = trainer.Run(Config("synthetic-mlp", optimizer, lr, 3), hooks);
+  // The task's recipe (SGD with momentum 0.9 here), at the given rate.
+  RunConfig c = Resolved("synthetic-mlp", optimizer,
+                         {{"lr", ParamValue::Number(lr)}, {"epochs", ParamValue::Number(3)}});
+  RunSummary s = trainer.Run(c, hooks);
   ASSERT_EQ(s.status, "succeeded") << s.error;
   EXPECT_EQ(s.steps, 3 * 16);  // 2000 samples / batch 128
   auto losses = sink.Named("train/loss");
@@ -104,7 +120,10 @@ TEST_F(TrainerTest, ResumeFromAnyEpochMatchesUninterruptedRun) {
   for (const char* optimizer : {"madam", "int_madam", "sgd", "adam"}) {
     Trainer trainer(CpuOptions());
     RunConfig c = Config("synthetic-mlp", optimizer, 0.01, 3);
-    c.lr_decay_patience = 1;  // exercise the scheduler state too
+    // Exercise the scheduler's and the validation split's state too.
+    c.lr_schedule = "plateau";
+    c.val_split = 200;
+    c.lr_decay_patience = 1;
     RunHooks hooks;
     hooks.checkpoint_dir = Path(std::string("ckpt-") + optimizer);
     hooks.keep_checkpoints = 0;  // every epoch's checkpoint, to resume from each
@@ -327,36 +346,115 @@ TEST_F(TrainerTest, MissingDataNamesWhatBelongsThere) {
   EXPECT_NE(s.error.find("wiki.train.tokens"), std::string::npos) << s.error;
 }
 
-TEST_F(TrainerTest, PlateauDecaysLrAndIntMadamStopsAtBaseLr) {
+// The lr metric of each epoch, in order.
+std::vector<double> EpochLrs(const CollectingSink& sink) {
+  std::vector<double> out;
+  for (const auto& p : sink.Named("lr")) out.push_back(p.value);
+  return out;
+}
+
+TEST_F(TrainerTest, StepScheduleDecaysAfterEachMilestoneEpoch) {
   Trainer trainer(CpuOptions());
-  // A learning rate too small to move the test error: every epoch is a plateau.
-  RunConfig c = Config("synthetic-mlp", "madam", 1e-7, 4);
+  RunConfig c = Config("synthetic-mlp", "sgd", 0.1, 5);
+  c.lr_schedule = "step";
+  c.lr_milestones = {2, 4};
+  c.lr_decay_factor = 10;
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  ASSERT_EQ(trainer.Run(c, hooks).status, "succeeded");
+  auto lr = EpochLrs(sink);
+  ASSERT_EQ(lr.size(), 5u);
+  // Epoch m + 1 is the first to train at the decayed rate.
+  EXPECT_DOUBLE_EQ(lr[0], 0.1);
+  EXPECT_DOUBLE_EQ(lr[1], 0.1);
+  EXPECT_DOUBLE_EQ(lr[2], 0.01);
+  EXPECT_DOUBLE_EQ(lr[3], 0.01);
+  EXPECT_NEAR(lr[4], 0.001, 1e-15);
+}
+
+TEST_F(TrainerTest, WarmupRampsPerStepOverItsEpochs) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "madam", 0.01, 3);
+  c.warmup_epochs = 2;
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  ASSERT_EQ(trainer.Run(c, hooks).status, "succeeded");
+  auto lr = EpochLrs(sink);
+  ASSERT_EQ(lr.size(), 3u);
+  // 16 steps an epoch, 32 of warm-up: the last step of epoch 1 runs at
+  // 16/32 of the rate, of epoch 2 at 32/32.
+  EXPECT_DOUBLE_EQ(lr[0], 0.005);
+  EXPECT_DOUBLE_EQ(lr[1], 0.01);
+  EXPECT_DOUBLE_EQ(lr[2], 0.01);
+}
+
+TEST_F(TrainerTest, PlateauDecaysOnTheValidationMetricAndIntMadamStopsAtBaseLr) {
+  Trainer trainer(CpuOptions());
+  // A rate small enough that the validation error stalls now and then.
+  RunConfig c = Config("synthetic-mlp", "madam", 3e-5, 6);
+  c.lr_schedule = "plateau";
+  c.val_split = 500;
   c.lr_decay_patience = 1;
   CollectingSink sink;
   RunHooks hooks;
   hooks.sink = &sink;
   ASSERT_EQ(trainer.Run(c, hooks).status, "succeeded");
-  auto lr = sink.Named("lr");
-  ASSERT_EQ(lr.size(), 4u);
-  EXPECT_DOUBLE_EQ(lr[0].value, 1e-7);
-  EXPECT_DOUBLE_EQ(lr[1].value, 1e-7);  // epoch 1 set the best; epoch 2 is the first plateau
-  EXPECT_NEAR(lr[2].value, 1e-8, 1e-20);
-  EXPECT_NEAR(lr[3].value, 1e-9, 1e-20);
+  auto lr = EpochLrs(sink);
+  auto val = sink.Named("val/error");
+  ASSERT_EQ(lr.size(), 6u);
+  ASSERT_EQ(val.size(), 6u);
+  // Replay the rule on the reported validation series: the decays must
+  // happen exactly where it says.
+  double best = 1e300, rate = 3e-5;
+  int bad = 0, decays = 0;
+  for (size_t e = 0; e < 6; ++e) {
+    EXPECT_NEAR(lr[e], rate, rate * 1e-12) << "epoch " << e + 1;
+    if (val[e].value < best) {
+      best = val[e].value;
+      bad = 0;
+    } else if (++bad >= 1) {
+      rate /= 10;
+      bad = 0;
+      ++decays;
+    }
+  }
+  EXPECT_GT(sink.Named("val/loss").size(), 0u);
+  EXPECT_GE(decays, 1);
 
-  // int_madam: eta decays toward eta0 and stops there (lr_factor >= 1). With
-  // a 12-bit ladder at base_lr 0.01 the uniform init leaves a dead network,
-  // so the test error never improves.
+  // A rate too small to move anything: every epoch after the first is a
+  // plateau; int_madam's eta decays toward eta0 and stops there.
   RunConfig ic = Config("synthetic-mlp", "int_madam", 0.03, 5);
   ic.base_lr = 0.01;
+  ic.lr_schedule = "plateau";
+  ic.val_split = 500;
   ic.lr_decay_patience = 0;
+  ic.lr_factor_decay = 2;
   CollectingSink isink;
   hooks.sink = &isink;
   ASSERT_EQ(trainer.Run(ic, hooks).status, "succeeded");
-  auto ilr = isink.Named("lr");
+  auto ilr = EpochLrs(isink);
   ASSERT_EQ(ilr.size(), 5u);
-  EXPECT_DOUBLE_EQ(ilr[0].value, 0.03);
-  for (const auto& p : ilr) EXPECT_GE(p.value, 0.01 * (1 - 1e-12));
-  EXPECT_NEAR(ilr.back().value, 0.01, 1e-12);
+  EXPECT_DOUBLE_EQ(ilr[0], 0.03);
+  for (double v : ilr) EXPECT_GE(v, 0.01 * (1 - 1e-12));
+  EXPECT_NEAR(ilr.back(), 0.01, 1e-12);
+}
+
+TEST_F(TrainerTest, ValidationSplitIsHeldOutAndTooLargeOneIsRefused) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "adam", 0.01, 1);
+  c.val_split = 400;
+  RunSummary s = trainer.Run(c, RunHooks{});
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  EXPECT_EQ(s.steps, 13);  // 1600 training examples / batch 128
+  EXPECT_EQ(s.final.count("val/error"), 1u);
+  c.val_split = 2000;
+  s = trainer.Run(c, RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find("val_split 2000 leaves no training examples: the train split has 2000"),
+            std::string::npos)
+      << s.error;
 }
 
 TEST_F(TrainerTest, UnknownDeviceFailsEveryRun) {
@@ -394,6 +492,73 @@ TEST_F(TrainerTest, CifarTasksOnGeneratedFiles) {
     EXPECT_EQ(s.steps, 2);
     EXPECT_EQ(s.final.count("test/error"), 1u);
   }
+}
+
+TEST_F(TrainerTest, WikiTextReportsValidationEachEpochAndTheBestValidationTestPerplexity) {
+  WriteWikiTextDir(Path("wt"), 60);
+  Trainer trainer(CpuOptions(Path("wt")));
+  // The recipe's best-validation model selection, small and fast; a high
+  // rate so that validation does not improve every epoch.
+  RunConfig c = Resolved("wikitext2-transformer", "sgd",
+                         {{"epochs", ParamValue::Number(6)}, {"batch_size", ParamValue::Number(8)},
+                          {"lr", ParamValue::Number(5)}, {"lr_schedule", ParamValue::String("constant")},
+                          {"emsize", ParamValue::Number(16)}, {"nhid", ParamValue::Number(16)}});
+  ASSERT_EQ(c.model_selection, "best_val");
+  ASSERT_EQ(c.grad_clip, 0.25);
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  RunSummary s = trainer.Run(c, hooks);
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  auto val = sink.Named("val/perplexity");
+  ASSERT_EQ(val.size(), 6u);
+  // The best epoch by validation, and the test points: one at every epoch
+  // whose validation was the best so far, the last of them at the best one.
+  size_t best = 0;
+  std::vector<int64_t> improving;
+  for (size_t e = 0; e < val.size(); ++e) {
+    if (e == 0 || val[e].value < val[best].value) {
+      best = e;
+      improving.push_back(val[e].step);
+    }
+  }
+  EXPECT_EQ(s.best_val_epoch, static_cast<int64_t>(best + 1));
+  auto test = sink.Named("test/perplexity");
+  ASSERT_EQ(test.size(), improving.size());
+  for (size_t i = 0; i < test.size(); ++i) EXPECT_EQ(test[i].step, improving[i]);
+  EXPECT_EQ(s.final.at("test/perplexity"), test.back().value);
+  EXPECT_EQ(s.final.at("val/best_epoch"), static_cast<double>(best + 1));
+  std::printf("best validation epoch %zu of %zu; test points %zu\n", best + 1, val.size(),
+              test.size());
+}
+
+TEST_F(TrainerTest, CifarMadamTrainsBatchNormWithoutAffineParameters) {
+  WriteCifar10Dir(Path("c10"), 2, 4);
+  DatasetCache cache;
+  TaskContext context;
+  context.data_dir = Path("c10");
+  context.cache = &cache;
+  auto count_bn_params = [&](const RunConfig& c) {
+    auto task = MakeTask(c.task);
+    task->Prepare(c, context);
+    int64_t bn = 0, all = 0;
+    for (const auto& net : task->BuildNetworks()) {
+      for (const auto& p : net.module->named_parameters()) {
+        ++all;
+        if (p.key().find("bn") != std::string::npos || p.key().find("shortcut.1") != std::string::npos) ++bn;
+      }
+    }
+    EXPECT_GT(all, 0);
+    return bn;
+  };
+  for (const char* optimizer : {"madam", "int_madam"}) {
+    RunConfig c = Resolved("cifar10-resnet18", optimizer);
+    EXPECT_FALSE(c.bn_affine);
+    EXPECT_EQ(count_bn_params(c), 0) << optimizer;
+  }
+  RunConfig sgd = Resolved("cifar10-resnet18", "sgd");
+  EXPECT_TRUE(sgd.bn_affine);
+  EXPECT_EQ(count_bn_params(sgd), 2 * 20);  // 20 BatchNorms, weight and bias each
 }
 
 TEST_F(TrainerTest, WikiTextOnGeneratedFiles) {
@@ -442,6 +607,57 @@ TEST_F(TrainerTest, TrainCommandRejectsBadInput) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(RunTrainCommand(o), 2);
   ::testing::internal::GetCapturedStderr();
+
+  // B-bit Madam below its ladder (eta < eta0) is refused, naming both.
+  o.device = "cpu";
+  o.optimizer = "int_madam";
+  o.lr = "0.01";
+  o.base_lr = "0.016";
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 2);
+  err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("int_madam needs lr >= base_lr (eta >= eta0, the paper's section 6), got lr "
+                     "0.01 and base_lr 0.016"),
+            std::string::npos)
+      << err;
+
+  // A parameter the task does not have.
+  o.optimizer = "madam";
+  o.lr.clear();
+  o.base_lr.clear();
+  o.params = {"bptt=70"};
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunTrainCommand(o), 2);
+  err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("parameter bptt does not apply to task synthetic-mlp"), std::string::npos) << err;
+}
+
+TEST_F(TrainerTest, RecipeCommandPrintsEveryParameterWithItsSource) {
+  RecipeCommandOptions o;
+  o.task = "wikitext2-transformer";
+  o.optimizer = "sgd";
+  o.params = {"epochs=7", "lr_milestones=[3,5]"};
+  o.json = true;
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(RunRecipeCommand(o), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["task"], "wikitext2-transformer");
+  EXPECT_EQ(j["params"]["grad_clip"], 0.25);  // numbers as numbers
+  EXPECT_EQ(j["params"]["momentum"], 0);
+  EXPECT_EQ(j["params"]["epochs"], 7);
+  EXPECT_EQ(j["params"]["lr_milestones"], nlohmann::json::array({3, 5}));
+  EXPECT_EQ(j["params"]["model_selection"], "best_val");
+  EXPECT_EQ(j["sources"]["epochs"], "set");
+  EXPECT_EQ(j["sources"]["grad_clip"].get<std::string>().rfind("confirmed: ", 0), 0u);
+  EXPECT_EQ(j["params"].size(), j["sources"].size());
+
+  o.params = {"val_split=10"};
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunRecipeCommand(o), 2);
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find(
+                "parameter val_split does not apply to task wikitext2-transformer"),
+            std::string::npos);
 }
 
 TEST_F(TrainerTest, TrainCommandWritesMetricsAndSummary) {
