@@ -24,6 +24,7 @@ int Report(const CommandEnv& env, const ReportOptions& options) {
   for (const std::string& id : options.sweep_ids) request.add_sweep_ids(id);
   request.set_kind(options.kind);
   request.set_format(options.format.empty() ? (env.json ? "json" : "md") : options.format);
+  request.set_paper(options.paper);
   v1::Report response;
   grpc::Status status = env.stub->GetReport(&context, request, &response);
   if (!status.ok()) return env.RpcFailure(status);
@@ -59,6 +60,8 @@ void AddReportCommands(CLI::App& app, const CommandEnv& env, CommandAction* acti
     cmd->add_option("--format", opts->format, "md (default), csv, json, latex or svg")
         ->check(CLI::IsMember({"md", "csv", "json", "latex", "svg"}));
     cmd->add_option("-o,--output", opts->output, "Write the report to FILE instead of stdout");
+    cmd->add_flag("--paper", opts->paper,
+                  "The paper's published numbers beside ours for its tasks, with the difference");
     cmd->callback([&env, action, opts] { *action = [&env, opts] { return Report(env, *opts); }; });
   }
 }

@@ -18,6 +18,7 @@ struct ReportOptions {
   std::vector<std::string> sweep_ids;  // one or more
   std::string format;                  // empty: md (json with the global --json)
   std::string output;                  // empty: stdout
+  bool paper = false;                  // --paper: the paper's numbers beside ours
 };
 
 // Fetches the report and writes its content to options.output (created or

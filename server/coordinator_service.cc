@@ -268,7 +268,9 @@ grpc::Status CoordinatorService::ListWorkers(grpc::ServerContext*, const v1::Lis
 grpc::Status CoordinatorService::GetReport(grpc::ServerContext*, const v1::GetReportRequest* req,
                                            v1::Report* resp) {
   std::vector<std::string> ids(req->sweep_ids().begin(), req->sweep_ids().end());
-  auto report = MakeReport(*store_, ids, req->kind(), req->format());
+  ReportOptions options;
+  options.paper = req->paper();
+  auto report = MakeReport(*store_, ids, req->kind(), req->format(), options);
   if (!report.ok()) return ToGrpcStatus(report.status());
   resp->set_kind(req->kind());
   resp->set_format(req->format().empty() ? "md" : req->format());

@@ -12,6 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/catalogue.h"
+#include "common/paper_results.h"
+#include "common/recipe.h"
+#include "common/sweep_spec.h"
 #include "server/svg_plot.h"
 
 #ifndef MADAM_GIT_REVISION
@@ -69,12 +72,15 @@ bool ParamNumber(const RunParams& params, const char* name, double* out) {
 
 Sample ReadSample(const SweepRow& sweep, const RunRow& run) {
   Sample s;
-  s.task = ParamText(run.params, "task");
+  // The parameters the run trained with: its recipe's lr and bits where its
+  // sweep left them to the recipe.
+  const RunParams params = ResolvedRunParams(run.params);
+  s.task = ParamText(params, "task");
   if (s.task.empty()) s.task = "(no task)";
-  s.optimizer = ParamText(run.params, "optimizer");
-  s.has_lr = ParamNumber(run.params, "lr", &s.lr);
+  s.optimizer = ParamText(params, "optimizer");
+  s.has_lr = ParamNumber(params, "lr", &s.lr);
   double bits = 0;
-  if (ParamNumber(run.params, "bits", &bits)) {
+  if (ParamNumber(params, "bits", &bits)) {
     s.has_bits = true;
     s.bits = static_cast<int>(bits);
   }
@@ -115,6 +121,7 @@ struct CellStats {
   int diverged = 0;
   double mean = kNaN;
   double half_range = kNaN;
+  double min = kNaN, max = kNaN;
   MissingRuns missing;
 };
 
@@ -135,6 +142,8 @@ CellStats Aggregate(const std::vector<const Sample*>& samples) {
   if (c.n > 0) {
     c.mean = sum / c.n;  // +-inf when a seed diverged
     c.half_range = c.diverged > 0 ? kInf : (hi - lo) / 2;
+    c.min = lo;
+    c.max = hi;
   }
   return c;
 }
@@ -389,12 +398,15 @@ TableRow MakeColumnRow(const std::string& task, const std::string& column,
     row.lr = kNaN;
     row.mean = kNaN;
     row.half_range = kNaN;
+    row.min = row.max = kNaN;
     return row;
   }
   CellStats c = Aggregate(lrs[chosen].second);
   row.lr = lrs[chosen].first;
   row.mean = c.mean;
   row.half_range = c.half_range;
+  row.min = c.min;
+  row.max = c.max;
   row.n = c.n;
   row.diverged = c.diverged;
   row.missing = c.missing;
@@ -441,7 +453,30 @@ std::vector<const Sample*> WithOptimizer(const std::vector<const Sample*>& sampl
   return out;
 }
 
+// The stage a sweep's file declares (its figure:/table: key).
+SweepStage StageOf(const SweepRow& sweep) {
+  auto spec = ParseSweepSpec(sweep.spec_text, sweep.name);
+  return spec.ok() ? spec->stage : SweepStage::kNone;
+}
+
 Result<Report> ComputeTable1(const ReportInput& input, const std::vector<Sample>& samples) {
+  // Table 1 is the second stage (ARCHITECTURE.md section 4): the runs that
+  // chose each baseline's lr must not also report its result.
+  bool all_figure1 = !input.sweeps.empty();
+  for (const ReportSweep& s : input.sweeps) all_figure1 = all_figure1 && StageOf(s.sweep) == SweepStage::kFigure1;
+  if (all_figure1) {
+    std::string ids, commands;
+    for (const ReportSweep& s : input.sweeps) {
+      ids += (ids.empty() ? "" : ", ") + s.sweep.id;
+      commands += (commands.empty() ? "" : "; ") + ("madamctl sweep promote " + s.sweep.id);
+    }
+    return Status::FailedPrecondition(
+        "table1 needs a promoted sweep: " + ids + (input.sweeps.size() == 1 ? " is a" : " are") +
+        " Figure 1 sweep" + (input.sweeps.size() == 1 ? "" : "s") +
+        " (figure: 1), whose runs choose each baseline's lr; Table 1 reruns each baseline at its "
+        "best lr and Madam at 0.01 with fresh seeds and the recipe's schedule. Make it with: " +
+        commands);
+  }
   Report report;
   report.kind = ReportKind::kTable1;
   bool any_baseline = false, any_madam_default = false;
@@ -623,6 +658,48 @@ Json ProvenanceJson(const Provenance& p) {
               {"devices", p.devices}};
 }
 
+// The paper's number for a table cell of ours, for the paper's tasks.
+std::optional<PaperCell> PaperCellFor(const Report& report, const std::string& task,
+                                      const std::string& column) {
+  if (report.kind == ReportKind::kTable1) {
+    auto t = FindPaperTable1(task);
+    if (!t) return std::nullopt;
+    if (column == t->baseline) return t->baseline_cell;
+    if (column == "madam") return t->madam;
+    return std::nullopt;
+  }
+  if (report.kind == ReportKind::kTable2) return FindPaperTable2(task, column);
+  return std::nullopt;
+}
+
+// The paper's Figure 1 at one lr: its error and value (best / error, as
+// ours; the paper's metrics are all minimised). False when it has none.
+bool PaperLrPoint(const std::string& task, const std::string& optimizer, double lr, double* err,
+                  double* value) {
+  auto curve = PaperFigure1(task, optimizer);
+  double best = kInf;
+  bool found = false;
+  for (const auto& p : curve) {
+    best = std::min(best, p.metric);
+    if (SameLr(p.lr, lr)) {
+      *err = p.metric;
+      found = true;
+    }
+  }
+  if (found) *value = best / *err;
+  return found;
+}
+
+std::string PaperCellText(const PaperCell& c, bool latex) {
+  return Fixed(c.mean, 1) + (latex ? " $\\pm$ " : " ± ") + Fixed(c.plus_minus, 1);
+}
+
+std::string DiffText(double ours, double paper) {
+  if (!std::isfinite(ours)) return "—";
+  const double d = ours - paper;
+  return (d >= 0 ? "+" : "") + Fixed(d, 2);
+}
+
 std::string MissingNote(const MissingRuns& m) {
   return m.total() == 0 ? "" : "missing: " + m.ToString();
 }
@@ -636,7 +713,8 @@ std::string CellText(const TableRow& r, bool with_lr, bool latex) {
   } else if (r.diverged > 0) {
     text = "diverged (" + std::to_string(r.diverged) + " of " + std::to_string(r.n) + ")";
   } else {
-    text = Fixed(r.mean, 2) + pm + Fixed(r.half_range, 2);
+    text = Fixed(r.mean, 2) + pm + Fixed(r.half_range, 2) + " [" + Fixed(r.min, 2) + ", " +
+           Fixed(r.max, 2) + "]";
   }
   std::vector<std::string> notes;
   if (with_lr && !std::isnan(r.lr)) notes.push_back("lr " + LrText(r.lr));
@@ -720,6 +798,12 @@ std::vector<std::string> ColumnsOf(const Report& report) {
   for (const auto& r : report.table_rows) {
     if (std::find(cols.begin(), cols.end(), r.column) == cols.end()) cols.push_back(r.column);
   }
+  if (report.kind == ReportKind::kTable2) {
+    // fp32 first, then the widths from the widest down.
+    auto width = [](const std::string& c) { return c == "fp32" ? 1000 : std::atoi(c.c_str()); };
+    std::stable_sort(cols.begin(), cols.end(),
+                     [&](const std::string& a, const std::string& b) { return width(a) > width(b); });
+  }
   return cols;
 }
 
@@ -754,16 +838,32 @@ std::string RenderMarkdown(const Report& report) {
   if (report.kind == ReportKind::kLrSensitivity) {
     for (const std::string& task : TasksOf(report)) {
       const auto series = SeriesOf(report, task);
+      // With --paper: a column of the paper's value (error) per optimiser
+      // that the paper has on this task.
+      std::vector<std::string> paper_series;
+      if (report.paper) {
+        for (const auto& s : series) {
+          if (!PaperFigure1(task, s).empty()) paper_series.push_back(s);
+        }
+      }
       out << "### " << task << " (" << report.task_metric.at(task) << ")\n\n| lr |";
       for (const auto& s : series) out << ' ' << s << " |";
+      for (const auto& s : paper_series) out << ' ' << s << " (paper) |";
       out << "\n|---|";
-      for (size_t i = 0; i < series.size(); ++i) out << "---|";
+      for (size_t i = 0; i < series.size() + paper_series.size(); ++i) out << "---|";
       out << '\n';
       for (double lr : LrsOf(report, task)) {
         out << "| " << LrText(lr) << " |";
         for (const auto& s : series) {
           const LrSensitivityRow* r = FindLrRow(report, task, s, lr);
           out << ' ' << (r ? LrCellText(*r, false) : "") << " |";
+        }
+        for (const auto& s : paper_series) {
+          double err = 0, value = 0;
+          out << ' ' << (PaperLrPoint(task, s, lr, &err, &value)
+                              ? Fixed(value, 3) + " (" + Fixed(err, 2) + ")"
+                              : std::string("—"))
+              << " |";
         }
         out << '\n';
       }
@@ -798,8 +898,28 @@ std::string RenderMarkdown(const Report& report) {
         out << ' ' << cell << " |";
       }
       out << '\n';
+      if (report.paper) {
+        std::string paper_row, diff_row;
+        bool any = false;
+        for (const auto& c : columns) {
+          auto p = PaperCellFor(report, task, c);
+          const TableRow* r = FindTableRow(report, task, c);
+          any = any || p.has_value();
+          paper_row += ' ' + (p ? PaperCellText(*p, false) : std::string("—")) + " |";
+          diff_row += ' ' + (p && r && r->n > 0 ? DiffText(r->mean, p->mean) : std::string("—")) + " |";
+        }
+        if (any) {
+          auto t1 = report.kind == ReportKind::kTable1 ? FindPaperTable1(task) : std::nullopt;
+          out << "| " << task << " (paper" << (t1 ? ", " + t1->baseline + " at lr " + LrText(t1->baseline_lr) : "")
+              << ") | |" << paper_row << "\n| " << task << " (ours - paper) | |" << diff_row << '\n';
+        }
+      }
     }
     out << '\n';
+    if (report.paper) {
+      out << "Paper rows: the published numbers (Bernstein et al., NeurIPS 2020, Tables 1 and 2; their "
+             "\"±\" is range-based); ours - paper compares means.\n\n";
+    }
     if (report.kind == ReportKind::kTable1) {
       out << "**Bold**: the better of SGD and Adam at their best lr, the baseline Madam is compared with.\n\n";
     }
@@ -810,28 +930,35 @@ std::string RenderMarkdown(const Report& report) {
 }
 
 std::string RenderCsv(const Report& report) {
+  // Plain CSV: the header, then the rows. Provenance and missing runs are in
+  // the md, json and latex forms, never here.
   std::ostringstream out;
   if (report.kind == ReportKind::kLrSensitivity) {
-    out << "task,optimizer,lr,err,value,seeds\n";
+    out << "task,optimizer,lr,err,value,seeds" << (report.paper ? ",paper_err,paper_value" : "") << '\n';
     for (const auto& r : report.lr_rows) {
       out << CsvField(r.task) << ',' << CsvField(r.optimizer) << ',' << Exact(r.lr) << ',' << Exact(r.err)
-          << ',' << Exact(r.value) << ',' << r.seeds << '\n';
+          << ',' << Exact(r.value) << ',' << r.seeds;
+      if (report.paper) {
+        double err = kNaN, value = kNaN;
+        PaperLrPoint(r.task, r.optimizer, r.lr, &err, &value);
+        out << ',' << Exact(err) << ',' << Exact(value);
+      }
+      out << '\n';
     }
   } else {
-    out << "task,column,lr,mean,half_range,n\n";
+    out << "task,column,lr,mean,half_range,n" << (report.paper ? ",paper_mean,paper_plus_minus,diff" : "")
+        << '\n';
     for (const auto& r : report.table_rows) {
       out << CsvField(r.task) << ',' << CsvField(r.column) << ',' << Exact(r.lr) << ',' << Exact(r.mean)
-          << ',' << Exact(r.half_range) << ',' << r.n << '\n';
+          << ',' << Exact(r.half_range) << ',' << r.n;
+      if (report.paper) {
+        auto p = PaperCellFor(report, r.task, r.column);
+        out << ',' << (p ? Exact(p->mean) : "") << ',' << (p ? Exact(p->plus_minus) : "") << ','
+            << (p && r.n > 0 ? Exact(r.mean - p->mean) : "");
+      }
+      out << '\n';
     }
   }
-  // Provenance and missing cells as comment lines after the data, so that
-  // `pandas.read_csv(comment="#")` and friends read the rows unchanged.
-  auto note = [&](const std::string& task, const std::string& series, double lr, const MissingRuns& m) {
-    if (m.total() > 0) out << "# missing " << task << ' ' << series << " lr " << Exact(lr) << ": " << m.ToString() << '\n';
-  };
-  for (const auto& r : report.lr_rows) note(r.task, r.optimizer, r.lr, r.missing);
-  for (const auto& r : report.table_rows) note(r.task, r.column, r.lr, r.missing);
-  for (const std::string& line : ProvenanceLines(report.provenance)) out << "# " << line << '\n';
   return out.str();
 }
 
@@ -842,14 +969,28 @@ std::string RenderJson(const Report& report) {
                 {"cancelled", m.cancelled}, {"no_metric", m.no_metric}};
   };
   for (const auto& r : report.lr_rows) {
-    rows.push_back(Json{{"task", r.task}, {"optimizer", r.optimizer}, {"lr", JsonNumber(r.lr)},
-                        {"err", JsonNumber(r.err)}, {"value", JsonNumber(r.value)}, {"seeds", r.seeds},
-                        {"diverged", r.diverged}, {"missing", missing(r.missing)}});
+    Json row{{"task", r.task}, {"optimizer", r.optimizer}, {"lr", JsonNumber(r.lr)},
+             {"err", JsonNumber(r.err)}, {"value", JsonNumber(r.value)}, {"seeds", r.seeds},
+             {"diverged", r.diverged}, {"missing", missing(r.missing)}};
+    if (report.paper) {
+      double err = 0, value = 0;
+      row["paper"] = PaperLrPoint(r.task, r.optimizer, r.lr, &err, &value)
+                         ? Json{{"err", err}, {"value", value}}
+                         : Json(nullptr);
+    }
+    rows.push_back(std::move(row));
   }
   for (const auto& r : report.table_rows) {
-    rows.push_back(Json{{"task", r.task}, {"column", r.column}, {"lr", JsonNumber(r.lr)},
-                        {"mean", JsonNumber(r.mean)}, {"half_range", JsonNumber(r.half_range)}, {"n", r.n},
-                        {"diverged", r.diverged}, {"missing", missing(r.missing)}});
+    Json row{{"task", r.task}, {"column", r.column}, {"lr", JsonNumber(r.lr)},
+             {"mean", JsonNumber(r.mean)}, {"half_range", JsonNumber(r.half_range)},
+             {"min", JsonNumber(r.min)}, {"max", JsonNumber(r.max)}, {"n", r.n},
+             {"diverged", r.diverged}, {"missing", missing(r.missing)}};
+    if (report.paper) {
+      auto p = PaperCellFor(report, r.task, r.column);
+      row["paper"] = p ? Json{{"mean", p->mean}, {"plus_minus", p->plus_minus}} : Json(nullptr);
+      row["diff"] = p && r.n > 0 ? JsonNumber(r.mean - p->mean) : Json(nullptr);
+    }
+    rows.push_back(std::move(row));
   }
   Json metrics = Json::object();
   for (const auto& [task, metric] : report.task_metric) metrics[task] = metric;
@@ -907,6 +1048,21 @@ std::string RenderLatex(const Report& report) {
         out << " & " << escaped;
       }
       out << " \\\\\n";
+      if (report.paper) {
+        std::string paper_row, diff_row;
+        bool any = false;
+        for (const auto& c : columns) {
+          auto p = PaperCellFor(report, task, c);
+          const TableRow* r = FindTableRow(report, task, c);
+          any = any || p.has_value();
+          paper_row += " & " + (p ? PaperCellText(*p, true) : std::string("--"));
+          diff_row += " & " + (p && r && r->n > 0 ? DiffText(r->mean, p->mean) : std::string("--"));
+        }
+        if (any) {
+          out << "\\quad paper &" << paper_row << " \\\\\n\\quad ours $-$ paper &" << diff_row
+              << " \\\\\n";
+        }
+      }
     }
     out << "\\hline\n\\end{tabular}\n";
   }
@@ -1007,7 +1163,7 @@ Result<ReportInput> LoadReportInput(Store& store, const std::vector<std::string>
   return input;
 }
 
-Result<Report> ComputeReport(ReportKind kind, const ReportInput& input) {
+Result<Report> ComputeReport(ReportKind kind, const ReportInput& input, const ReportOptions& options) {
   if (input.sweeps.empty()) return Status::InvalidArgument("sweep_ids: name at least one sweep");
   MADAM_RETURN_IF_ERROR(CheckMetricPresent(input));
   std::vector<Sample> samples;
@@ -1027,6 +1183,25 @@ Result<Report> ComputeReport(ReportKind kind, const ReportInput& input) {
   if (!report.ok()) return report;
   for (auto& [task, metric] : report->task_metric) metric = metric_of_task[task];
   report->provenance = MakeProvenance(input);
+  report->paper = options.paper;
+  if (options.paper && kind == ReportKind::kTable2) {
+    // Every width the paper has, so its row shows whole beside ours.
+    std::vector<TableRow> rows;
+    for (const auto& [task, metric] : report->task_metric) {
+      (void)metric;
+      for (const std::string& column : PaperTable2Columns()) {
+        bool present = false;
+        for (const auto& r : report->table_rows) present = present || (r.task == task && r.column == column);
+        if (present || !FindPaperTable2(task, column)) continue;
+        TableRow empty;
+        empty.task = task;
+        empty.column = column;
+        empty.lr = empty.mean = empty.half_range = empty.min = empty.max = kNaN;
+        rows.push_back(empty);
+      }
+    }
+    report->table_rows.insert(report->table_rows.end(), rows.begin(), rows.end());
+  }
   return report;
 }
 
@@ -1044,6 +1219,21 @@ std::string RenderLrSensitivitySvg(const Report& report) {
         series.points.push_back(PlotPoint{r.lr, r.value});  // NaN (missing): a gap
       }
       panel.series.push_back(std::move(series));
+      // The paper's curve (its Figure 1, the same value), dashed in the
+      // same colour.
+      auto curve = report.paper ? PaperFigure1(task, opt) : std::vector<PaperFigure1Point>{};
+      if (!curve.empty()) {
+        PlotSeries paper;
+        paper.name = opt + " (paper)";
+        paper.dashed = true;
+        paper.colour_of = opt;
+        for (auto it = curve.rbegin(); it != curve.rend(); ++it) {
+          double err = 0, value = 0;
+          PaperLrPoint(task, opt, it->lr, &err, &value);
+          paper.points.push_back(PlotPoint{it->lr, value});
+        }
+        panel.series.push_back(std::move(paper));
+      }
     }
     panels.push_back(std::move(panel));
   }
@@ -1083,7 +1273,8 @@ Result<std::string> RenderReport(const Report& report, ReportFormat format) {
 }
 
 Result<RenderedReport> MakeReport(Store& store, const std::vector<std::string>& sweep_ids,
-                                  std::string_view kind_name, std::string_view format_name) {
+                                  std::string_view kind_name, std::string_view format_name,
+                                  const ReportOptions& options) {
   auto kind = ParseReportKind(kind_name);
   if (!kind.ok()) return kind.status();
   auto format = ParseReportFormat(format_name);
@@ -1094,7 +1285,7 @@ Result<RenderedReport> MakeReport(Store& store, const std::vector<std::string>& 
   }
   auto input = LoadReportInput(store, sweep_ids);
   if (!input.ok()) return input.status();
-  auto report = ComputeReport(*kind, *input);
+  auto report = ComputeReport(*kind, *input, options);
   if (!report.ok()) return report.status();
   auto content = RenderReport(*report, *format);
   if (!content.ok()) return content.status();

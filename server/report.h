@@ -28,17 +28,27 @@
 //   - Learning rates from different runs are the same lr when they agree
 //     within 1e-9 relative.
 //
-// Formats: md (Markdown tables), csv (header `task,optimizer,lr,err,value,
-// seeds` for lr-sensitivity, `task,column,lr,mean,half_range,n` for the
-// tables), json ({"kind", "metric", "rows": [...], "provenance": {...}}; a
-// non-finite number is the string "inf"/"-inf", a missing one null), latex
-// (a tabular per report), svg (lr-sensitivity only: log-x lr axis, value
-// 0..1, a panel per task, a line per optimiser, the best lr circled; the
-// tables are not plots, so svg for them is INVALID_ARGUMENT). Every format
-// carries the provenance: sweep ids, run counts per state, git revision,
-// LibTorch version and the devices of the workers that ran the runs (md,
-// latex and svg as footer lines, csv as trailing `# ...` comment lines, json
-// as "provenance").
+//   - table1 is the second stage (ARCHITECTURE.md section 4): computed from
+//     a promoted sweep's own runs. Asked of Figure 1 sweeps only, it is
+//     FAILED_PRECONDITION naming the `madamctl sweep promote` command.
+//   - Table cells print `mean ± half range [min, max]`.
+//   - With `paper` (ARCHITECTURE.md section 7, `--paper`), the paper's
+//     published numbers (common/paper_results.h) stand beside ours for the
+//     paper's tasks, with the difference ours - paper; the Figure 1 SVG draws
+//     the paper's curve dashed.
+//
+// Formats: md (Markdown tables), csv (plain CSV: the header, then one line
+// per row — `task,optimizer,lr,err,value,seeds` for lr-sensitivity,
+// `task,column,lr,mean,half_range,n` for the tables, each followed with
+// `paper` by `paper_err,paper_value` or `paper_mean,paper_plus_minus,diff`),
+// json ({"kind", "metric", "rows": [...], "provenance": {...}}; a non-finite
+// number is the string "inf"/"-inf", a missing one null), latex (a tabular
+// per report), svg (lr-sensitivity only: log-x lr axis, value 0..1, a panel
+// per task, a line per optimiser, the best lr circled; the tables are not
+// plots, so svg for them is INVALID_ARGUMENT). md, json, latex and svg carry
+// the provenance: sweep ids, run counts per state, git revision, LibTorch
+// version and the devices of the workers that ran the runs; csv carries
+// none, so that any CSV reader takes it as it is.
 //
 // Thread-safety: everything here is a pure function of its arguments except
 // LoadReportInput, which reads the (thread-safe) Store.
@@ -55,6 +65,10 @@
 namespace madam::server {
 
 enum class ReportKind { kLrSensitivity, kTable1, kTable2 };
+
+struct ReportOptions {
+  bool paper = false;  // the paper's numbers beside ours (`--paper`)
+};
 enum class ReportFormat { kMarkdown, kCsv, kJson, kLatex, kSvg };
 
 // "lr-sensitivity" | "table1" | "table2"; anything else is INVALID_ARGUMENT
@@ -118,6 +132,7 @@ struct TableRow {
   double lr = 0;       // NaN when the column has no runs for the task
   double mean = 0;     // NaN: no counted run; +-inf: a seed diverged
   double half_range = 0;
+  double min = 0, max = 0;  // over the counted runs; NaN when none
   int n = 0;           // counted runs
   int diverged = 0;
   MissingRuns missing;
@@ -148,12 +163,14 @@ struct Report {
   // absent when neither has a counted run).
   std::map<std::string, std::string> best_baseline;
   Provenance provenance;
+  bool paper = false;  // render the paper's numbers beside ours
 };
 
 // Computes a report. FAILED_PRECONDITION names what the sweeps lack: an
 // optimizer/lr (lr-sensitivity), sgd/adam/madam-at-0.01 runs (table1), or
 // madam and int_madam-with-bits runs (table2), and the sweeps searched.
-Result<Report> ComputeReport(ReportKind kind, const ReportInput& input);
+Result<Report> ComputeReport(ReportKind kind, const ReportInput& input,
+                             const ReportOptions& options = {});
 
 // Renders a computed report. INVALID_ARGUMENT for svg of a table.
 Result<std::string> RenderReport(const Report& report, ReportFormat format);
@@ -167,6 +184,7 @@ struct RenderedReport {
   std::string content_type;
 };
 Result<RenderedReport> MakeReport(Store& store, const std::vector<std::string>& sweep_ids,
-                                  std::string_view kind, std::string_view format);
+                                  std::string_view kind, std::string_view format,
+                                  const ReportOptions& options = {});
 
 }  // namespace madam::server

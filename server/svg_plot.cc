@@ -77,9 +77,12 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
   double ymin = xmin, ymax = -xmin;
   std::map<std::string, size_t> colour;  // series name -> palette index
   std::vector<std::string> legend;
+  std::map<std::string, bool> dashed;    // legend name -> drawn dashed
+  auto colour_key = [](const PlotSeries& s) { return s.colour_of.empty() ? s.name : s.colour_of; };
   for (const PlotPanel& panel : panels) {
     for (const PlotSeries& s : panel.series) {
-      if (colour.emplace(s.name, colour.size()).second) legend.push_back(s.name);
+      colour.emplace(colour_key(s), colour.size());
+      if (dashed.emplace(s.name, s.dashed).second) legend.push_back(s.name);
       for (const PlotPoint& p : s.points) {
         if (!usable(p)) continue;
         xmin = std::min(xmin, x_of(p.x));
@@ -129,11 +132,16 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
     const int ly = top - kLegendHeight / 2;
     int lx = kMarginLeft;
     svg << "<g class=\"legend\">\n";
+    std::map<std::string, std::string> key_of;  // legend name -> colour key
+    for (const PlotPanel& panel : panels) {
+      for (const PlotSeries& s : panel.series) key_of.emplace(s.name, colour_key(s));
+    }
     for (const std::string& name : legend) {
-      const char* c = kPalette[colour[name] % std::size(kPalette)];
+      const char* c = kPalette[colour[key_of[name]] % std::size(kPalette)];
       svg << "<g class=\"legend-entry\" data-series=\"" << XmlEscape(name) << "\">"
           << "<line x1=\"" << lx << "\" y1=\"" << ly << "\" x2=\"" << lx + 22 << "\" y2=\"" << ly
-          << "\" stroke=\"" << c << "\" stroke-width=\"2\"/>"
+          << "\" stroke=\"" << c << "\" stroke-width=\"2\""
+          << (dashed[name] ? " stroke-dasharray=\"6 4\"" : "") << "/>"
           << "<text x=\"" << lx + 27 << "\" y=\"" << ly + 4 << "\">" << XmlEscape(name) << "</text></g>\n";
       lx += 48 + 8 * static_cast<int>(name.size());
     }
@@ -191,7 +199,7 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
         << XmlEscape(options.y_label) << "</text>\n";
 
     for (const PlotSeries& s : panel.series) {
-      const char* c = kPalette[colour[s.name] % std::size(kPalette)];
+      const char* c = kPalette[colour[colour_key(s)] % std::size(kPalette)];
       std::string d;
       bool pen_down = false;
       for (const PlotPoint& p : s.points) {
@@ -203,8 +211,9 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
              Num(Map(x_of(p.x), xd, left, right)) + "," + Num(Map(p.y, yd, bottom, ptop));
         pen_down = true;
       }
-      svg << "<path class=\"series\" data-series=\"" << XmlEscape(s.name) << "\" d=\"" << d
-          << "\" fill=\"none\" stroke=\"" << c << "\" stroke-width=\"2\"/>\n";
+      svg << "<path class=\"series" << (s.dashed ? " dashed" : "") << "\" data-series=\""
+          << XmlEscape(s.name) << "\" d=\"" << d << "\" fill=\"none\" stroke=\"" << c
+          << "\" stroke-width=\"2\"" << (s.dashed ? " stroke-dasharray=\"6 4\"" : "") << "/>\n";
       for (size_t m : s.marked) {
         if (m >= s.points.size()) continue;
         const PlotPoint& p = s.points[m];

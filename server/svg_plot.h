@@ -36,6 +36,8 @@ struct PlotSeries {
   std::string name;                 // legend text and data-series attribute
   std::vector<PlotPoint> points;    // drawn in the given order
   std::vector<size_t> marked;       // indexes into points drawn with a marker
+  bool dashed = false;              // a dashed line (class "series dashed"), e.g. a reference curve
+  std::string colour_of;            // draw in this series' colour; empty: its own
 };
 
 struct PlotPanel {

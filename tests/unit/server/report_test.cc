@@ -216,7 +216,13 @@ TEST(LrSensitivityTest, CsvHasTheContractHeaderAndHandComputedRows) {
   EXPECT_TRUE(Contains(csv, "\nfmnist-mlp,adam,0.01,15,0.8,2\n")) << csv;
   EXPECT_TRUE(Contains(csv, "\nfmnist-mlp,madam,0.001,16,0.625,1\n")) << csv;
   EXPECT_TRUE(Contains(csv, "\nfmnist-mlp,madam,0.1,,,0\n")) << csv;
-  EXPECT_TRUE(Contains(csv, "# missing fmnist-mlp madam lr 0.1: 2 failed")) << csv;
+  // Plain CSV: the header and one line per row, nothing else.
+  int lines_after = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++lines_after;
+    EXPECT_NE(line.front(), '#') << line;
+  }
+  EXPECT_EQ(lines_after, 9);
 }
 
 TEST(LrSensitivityTest, JsonCarriesRowsAndProvenance) {
@@ -241,10 +247,10 @@ TEST(LrSensitivityTest, JsonCarriesRowsAndProvenance) {
   EXPECT_EQ(doc["provenance"]["devices"], nlohmann::json::array({"cpu"}));
 }
 
-TEST(LrSensitivityTest, EveryFormatEndsWithProvenance) {
+TEST(LrSensitivityTest, EveryFormatButCsvEndsWithProvenance) {
   auto report = ComputeReport(ReportKind::kLrSensitivity, GridFixture());
   ASSERT_TRUE(report.ok());
-  for (ReportFormat f : {ReportFormat::kMarkdown, ReportFormat::kCsv, ReportFormat::kLatex, ReportFormat::kSvg}) {
+  for (ReportFormat f : {ReportFormat::kMarkdown, ReportFormat::kLatex, ReportFormat::kSvg}) {
     std::string text = Render(*report, f);
     EXPECT_TRUE(Contains(text, "sweep sw-grid")) << ReportFormatName(f);
     EXPECT_TRUE(Contains(text, "18 runs: 14 succeeded, 1 diverged, 2 failed, 1 pending")) << text;
@@ -314,8 +320,8 @@ TEST(Table1Test, BaselinesAtTheirBestLrAgainstMadamAtDefault) {
   EXPECT_TRUE(Contains(csv, "\nfmnist-mlp,adam,0.001,12,1,2\n")) << csv;
   EXPECT_TRUE(Contains(csv, "\nfmnist-mlp,madam,0.01,10,0,2\n")) << csv;
   std::string md = Render(*report, ReportFormat::kMarkdown);
-  EXPECT_TRUE(Contains(md, "10.00 ± 0.00 (n=2)")) << md;
-  EXPECT_TRUE(Contains(md, "**12.00 ± 2.00 (lr 0.01, n=2)**")) << md;
+  EXPECT_TRUE(Contains(md, "10.00 ± 0.00 [10.00, 10.00] (n=2)")) << md;
+  EXPECT_TRUE(Contains(md, "**12.00 ± 2.00 [10.00, 14.00] (lr 0.01, n=2)**")) << md;
 }
 
 TEST(Table1Test, MadamNearestDefaultWithinRelativeTolerance) {
@@ -339,7 +345,7 @@ TEST(Table1Test, MissingSeedReportsNOfOneAndNotesIt) {
   EXPECT_DOUBLE_EQ(Cell(*report, "madam").mean, 8);
   EXPECT_DOUBLE_EQ(Cell(*report, "madam").half_range, 0);
   std::string md = Render(*report, ReportFormat::kMarkdown);
-  EXPECT_TRUE(Contains(md, "8.00 ± 0.00 (n=1, missing: 1 running)")) << md;
+  EXPECT_TRUE(Contains(md, "8.00 ± 0.00 [8.00, 8.00] (n=1, missing: 1 running)")) << md;
 }
 
 TEST(Table1Test, SweepWithoutMadamAtDefaultNamesWhatIsMissing) {
@@ -386,7 +392,7 @@ TEST(Table2Test, SingleSeedHasZeroHalfRange) {
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(Cell(*report, "8bit").n, 1);
   EXPECT_EQ(Cell(*report, "8bit").half_range, 0.0);
-  EXPECT_TRUE(Contains(Render(*report, ReportFormat::kMarkdown), "20.00 ± 0.00 (n=1)"));
+  EXPECT_TRUE(Contains(Render(*report, ReportFormat::kMarkdown), "20.00 ± 0.00 [20.00, 20.00] (n=1)"));
 }
 
 TEST(Table2Test, DivergedSeedShowsAsDiverged) {
@@ -481,8 +487,10 @@ TEST_F(ReportStoreTest, PendingSweepShowsEveryCellMissing) {
   EXPECT_EQ(report->content_type, "text/csv; charset=utf-8");
   EXPECT_TRUE(Contains(report->content, "fmnist-mlp,madam,0.001,,,0\nfmnist-mlp,madam,0.01,,,0\n"))
       << report->content;
-  EXPECT_TRUE(Contains(report->content, "2 runs: 2 pending")) << report->content;
-  EXPECT_TRUE(Contains(report->content, "device none (no run was leased)")) << report->content;
+  auto md = MakeReport(*store_, {row->id}, "lr-sensitivity", "md");
+  ASSERT_TRUE(md.ok()) << md.status().ToString();
+  EXPECT_TRUE(Contains(md->content, "2 runs: 2 pending")) << md->content;
+  EXPECT_TRUE(Contains(md->content, "device none (no run was leased)")) << md->content;
 
   auto svg_table = MakeReport(*store_, {row->id}, "table2", "svg");
   ASSERT_FALSE(svg_table.ok());
@@ -774,6 +782,84 @@ TEST(SvgPlotTest, PanelPerTaskAndLinearAxisForOtherPlots) {
   std::vector<const XmlNode*> circles;
   root.FindAll("circle", &circles);
   EXPECT_EQ(circles.size(), 1u);
+}
+
+
+// ---- the two stages and the paper's numbers (ARCHITECTURE.md sections 4, 7) --
+
+TEST(Table1Test, AFigure1SweepIsRefusedNamingThePromoteCommand) {
+  ReportInput in = GridFixture();
+  in.sweeps[0].sweep.spec_text =
+      "name: f\nfigure: 1\ntask: fmnist-mlp\ngrid: {optimizer: [sgd, adam, madam], lr: [0.01]}\n";
+  auto report = ComputeReport(ReportKind::kTable1, in);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Contains(report.status().message(), "table1 needs a promoted sweep: sw-grid is a Figure 1 sweep"))
+      << report.status().message();
+  EXPECT_TRUE(Contains(report.status().message(), "madamctl sweep promote sw-grid"));
+  // A Table 1 sweep (a promoted one) is computed from its own runs.
+  in.sweeps[0].sweep.spec_text = "name: t\ntable: 1\ntask: fmnist-mlp\nparams: {optimizer: sgd}\n";
+  EXPECT_TRUE(ComputeReport(ReportKind::kTable1, in).ok());
+}
+
+// The paper's Table 2 CIFAR-10 row: 7.8 ± 0.2, 7.0 ± 0.1, 7.8 ± 0.3, 8.6 ± 1.5.
+TEST(PaperColumnsTest, Table2PrintsThePapersCifar10RowBesideOursInEveryFormat) {
+  SweepBuilder b("sw-c10");
+  const std::string task = "cifar10-resnet18";
+  b.Ok("madam", 0.01, 0, 8.0, 0, task).Ok("madam", 0.01, 1, 8.4, 0, task);
+  b.Ok("int_madam", 0.016, 0, 7.5, 12, task).Ok("int_madam", 0.016, 0, 9.0, 8, task);
+  ReportOptions paper;
+  paper.paper = true;
+  auto report = ComputeReport(ReportKind::kTable2, Input({b.Build()}), paper);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::string md = Render(*report, ReportFormat::kMarkdown);
+  EXPECT_TRUE(Contains(md, "| cifar10-resnet18 (paper) | | 7.8 ± 0.2 | 7.0 ± 0.1 | 7.8 ± 0.3 | 8.6 ± 1.5 |"))
+      << md;
+  // ours - paper: fp32 8.2 - 7.8, 12-bit 7.5 - 7.0, no 10-bit runs, 8-bit 9.0 - 8.6.
+  EXPECT_TRUE(Contains(md, "| cifar10-resnet18 (ours - paper) | | +0.40 | +0.50 | — | +0.40 |")) << md;
+  std::string csv = Render(*report, ReportFormat::kCsv);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "task,column,lr,mean,half_range,n,paper_mean,paper_plus_minus,diff");
+  EXPECT_TRUE(Contains(csv, "\ncifar10-resnet18,12bit,0.016,7.5,0,1,7,0.1,0.5\n")) << csv;
+  EXPECT_TRUE(Contains(csv, "\ncifar10-resnet18,10bit,,,,0,7.8,0.3,\n")) << csv;
+  auto doc = nlohmann::json::parse(Render(*report, ReportFormat::kJson));
+  bool found = false;
+  for (const auto& row : doc["rows"]) {
+    if (row["column"] == "8bit") {
+      found = true;
+      EXPECT_DOUBLE_EQ(row["paper"]["mean"].get<double>(), 8.6);
+      EXPECT_DOUBLE_EQ(row["paper"]["plus_minus"].get<double>(), 1.5);
+      EXPECT_NEAR(row["diff"].get<double>(), 0.4, 1e-12);
+    }
+  }
+  EXPECT_TRUE(found);
+  std::string tex = Render(*report, ReportFormat::kLatex);
+  EXPECT_TRUE(Contains(tex, "\\quad paper & & 7.8 $\\pm$ 0.2 & 7.0 $\\pm$ 0.1")) << tex;
+  // Without --paper nothing of it shows.
+  auto plain = ComputeReport(ReportKind::kTable2, Input({b.Build()}));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(Contains(Render(*plain, ReportFormat::kMarkdown), "(paper)"));
+}
+
+TEST(PaperColumnsTest, Figure1SvgDrawsThePapersCurveDashed) {
+  SweepBuilder b("sw-f1");
+  const std::string task = "wikitext2-transformer";
+  for (double lr : {1.0, 0.1, 0.01, 0.001, 0.0001}) b.Ok("sgd", lr, 0, 300 / lr, 0, task);
+  ReportOptions paper;
+  paper.paper = true;
+  ReportInput in = Input({b.Build()});
+  in.sweeps[0].sweep.metric_name = "test/perplexity";
+  for (auto& r : in.sweeps[0].runs) r.final = {{"test/perplexity", r.final["test/error"]}};
+  auto report = ComputeReport(ReportKind::kLrSensitivity, in, paper);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::string svg = Render(*report, ReportFormat::kSvg);
+  EXPECT_TRUE(Contains(svg, "class=\"series dashed\" data-series=\"sgd (paper)\"")) << svg;
+  // The paper's SGD best on WikiText-2 is lr 1 (perplexity 204.4): value 1
+  // there, 204.4 / 374.9 at lr 0.1.
+  std::string csv = Render(*report, ReportFormat::kCsv);
+  EXPECT_TRUE(Contains(csv, "\nwikitext2-transformer,sgd,1,300,1,1,204.4,1\n")) << csv;
+  std::string md = Render(*report, ReportFormat::kMarkdown);
+  EXPECT_TRUE(Contains(md, "sgd (paper)")) << md;
 }
 
 }  // namespace
