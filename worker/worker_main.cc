@@ -1,7 +1,9 @@
-// madam-worker: `train` runs one run standalone; with no subcommand the
-// worker serves a coordinator (serve mode). Parses flags and dispatches only.
+// madam-worker: `train` runs one run standalone, `bench-data` measures the
+// input pipeline; with no subcommand the worker serves a coordinator (serve
+// mode). Parses flags and dispatches only.
 #include <CLI/CLI.hpp>
 
+#include "worker/bench_data_command.h"
 #include "worker/serve_command.h"
 #include "worker/train_command.h"
 
@@ -12,6 +14,8 @@ int main(int argc, char** argv) {
   madam::worker::AddServeFlags(app, serve_options);
   madam::worker::TrainCommandOptions train_options;
   CLI::App* train = madam::worker::AddTrainCommand(app, train_options);
+  madam::worker::BenchDataOptions bench_data_options;
+  CLI::App* bench_data = madam::worker::AddBenchDataCommand(app, bench_data_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -19,5 +23,6 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (train->parsed()) return madam::worker::RunTrainCommand(train_options);
+  if (bench_data->parsed()) return madam::worker::RunBenchDataCommand(bench_data_options);
   return madam::worker::RunServe(serve_options);
 }
