@@ -100,6 +100,16 @@ ImageDecoder::~ImageDecoder() {
   if (tj_ != nullptr) tjDestroy(tj_);
 }
 
+Status ImageDecoder::JpegFailure(const char* what) {
+  Status s = Status::DataLoss(what + std::string(tjGetErrorStr2(tj_)));
+  // TurboJPEG 2.1 leaves a handle whose header parse failed mid-marker in
+  // that state: the next file's header then fails too ("Bogus DQT index").
+  // A fresh handle per failure keeps one bad file from poisoning the rest.
+  tjDestroy(tj_);
+  tj_ = tjInitDecompress();
+  return s;
+}
+
 const std::vector<ScaleFactor>& ImageDecoder::ReductionFactors() {
   static const std::vector<ScaleFactor> factors = [] {
     std::vector<ScaleFactor> out;
@@ -138,7 +148,7 @@ Result<ImageInfo> ImageDecoder::ReadInfo(const uint8_t* data, size_t size) {
     int w = 0, h = 0, subsamp = 0, colorspace = 0;
     if (tjDecompressHeader3(tj_, data, static_cast<unsigned long>(size), &w, &h, &subsamp,
                             &colorspace) != 0) {
-      return Status::DataLoss(std::string("not a readable JPEG: ") + tjGetErrorStr2(tj_));
+      return JpegFailure("not a readable JPEG: ");
     }
     info.format = ImageFormat::kJpeg;
     info.width = w;
@@ -170,7 +180,7 @@ Status ImageDecoder::DecodeJpeg(const uint8_t* data, size_t size, ScaleFactor sc
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
   const auto jpeg_size = static_cast<unsigned long>(size);
   if (tjDecompressHeader3(tj_, data, jpeg_size, &w, &h, &subsamp, &colorspace) != 0) {
-    return Status::DataLoss(std::string("not a readable JPEG: ") + tjGetErrorStr2(tj_));
+    return JpegFailure("not a readable JPEG: ");
   }
   MADAM_RETURN_IF_ERROR(CheckSize(w, h, "JPEG"));
   const int sw = scale.Scaled(w), sh = scale.Scaled(h);
@@ -182,7 +192,7 @@ Status ImageDecoder::DecodeJpeg(const uint8_t* data, size_t size, ScaleFactor sc
   const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
   if (tjDecompress2(tj_, data, jpeg_size, out.data(), sw, static_cast<int>(out.stride()), sh,
                     cmyk ? TJPF_CMYK : TJPF_RGBX, flags) != 0) {
-    return Status::DataLoss(std::string("JPEG decode failed: ") + tjGetErrorStr2(tj_));
+    return JpegFailure("JPEG decode failed: ");
   }
   if (cmyk) {
     CmykToRgbx(out.data(), static_cast<size_t>(sw) * static_cast<size_t>(sh), HasAdobeMarker(data, size));

@@ -91,7 +91,9 @@ class ImageDecoder {
  private:
   Status DecodeJpeg(const uint8_t* data, size_t size, ScaleFactor scale, RgbxImage& out);
   Status DecodePng(const uint8_t* data, size_t size, RgbxImage& out);
-  void* tj_;  // tjhandle
+  // The error of the last TurboJPEG call, after which the handle is replaced.
+  Status JpegFailure(const char* what);
+  void* tj_;  // tjhandle; null only if TurboJPEG cannot allocate one
 };
 
 // The strongest reduction of ReductionFactors() for which a crop of

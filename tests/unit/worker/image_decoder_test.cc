@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <random>
 
 #include "tests/unit/worker/image_files.h"
 
@@ -194,6 +195,40 @@ TEST(ImageDecoderTest, CorruptOrForeignBytesAreErrors) {
   std::string jpeg = EncodeJpeg(SmoothRgb(120, 90, 3), TJPF_RGB, 90);
   for (size_t i = jpeg.size() / 2; i < jpeg.size() / 2 + 40; ++i) jpeg[i] = static_cast<char>(0xFF);
   EXPECT_FALSE(d.Decode(Bytes(jpeg), jpeg.size(), {1, 1}, out).ok());
+}
+
+TEST(ImageDecoderTest, DamagedFilesNeverCrashNeverLieAndNeverPoisonTheDecoder) {
+  // Every truncation point and many random byte changes of a JPEG and a
+  // PNG: each decode either fails or yields an image of the header's size,
+  // and the same decoder then still decodes the good file.
+  std::mt19937 rng(1234);
+  ImageDecoder d;
+  RgbxImage out;
+  for (const std::string& good : {EncodeJpeg(SmoothRgb(64, 48, 5), TJPF_RGB, 90), EncodePng(SmoothRgb(30, 20, 5)),
+                                  EncodeJpeg(Constant(24, 16, 4, {10, 20, 30, 40}), TJPF_CMYK, 90)}) {
+    int failures = 0;
+    for (size_t keep = 0; keep < good.size(); keep += 7) {
+      const std::string cut = good.substr(0, keep);
+      failures += !d.Decode(Bytes(cut), cut.size(), {1, 1}, out).ok();
+      ASSERT_TRUE(d.Decode(Bytes(good), good.size(), {1, 1}, out).ok()) << "after keeping " << keep;
+    }
+    EXPECT_GT(failures, 0);
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string bad = good;
+      const int changes = 1 + static_cast<int>(rng() % 8);
+      for (int c = 0; c < changes; ++c) bad[rng() % bad.size()] = static_cast<char>(rng() % 256);
+      auto info = d.ReadInfo(Bytes(bad), bad.size());
+      for (const ScaleFactor& f : ImageDecoder::ReductionFactors()) {
+        if (d.Decode(Bytes(bad), bad.size(), f, out).ok()) {
+          ASSERT_TRUE(info.ok());
+          const ScaleFactor used = info->format == ImageFormat::kPng ? ScaleFactor{1, 1} : f;
+          EXPECT_EQ(out.width(), used.Scaled(info->width));
+          EXPECT_EQ(out.height(), used.Scaled(info->height));
+        }
+      }
+      ASSERT_TRUE(d.Decode(Bytes(good), good.size(), {1, 1}, out).ok()) << "after trial " << trial;
+    }
+  }
 }
 
 }  // namespace

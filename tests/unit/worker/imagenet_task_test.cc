@@ -161,6 +161,26 @@ TEST_F(ImageLoaderTest, TruncatedFileIsSkippedWithOneWarningAndCounted) {
   EXPECT_NE(warnings_[0].find(data_.train.Path(bad)), std::string::npos) << warnings_[0];
 }
 
+TEST_F(ImageLoaderTest, ABadHeaderDoesNotSpoilTheFilesAfterIt) {
+  // One thread, so one decoder reads every file: a header cut mid-table
+  // must cost that file only.
+  const std::string jpeg = EncodeJpeg(SmoothRgb(50, 40, 1), TJPF_RGB, 90);
+  WriteBytes(root_ / "train" / "a_cls" / "header_cut.JPEG", jpeg.substr(0, 91));
+  auto d = data::ScanImageFolder(root_.string());
+  ASSERT_TRUE(d.ok());
+  data_ = std::move(*d);
+  auto o = Train(1);
+  o.drop_last = false;
+  o.shuffle = false;
+  auto loader = Make(o);
+  ASSERT_TRUE(loader);
+  loader->StartEpoch(0);
+  int64_t images = 0;
+  while (auto b = loader->Next()) images += b->images.size(0);
+  EXPECT_EQ(loader->skipped_files(), 2);  // the cut header and the truncated file
+  EXPECT_EQ(images, data_.train.size() - 2);
+}
+
 TEST_F(ImageLoaderTest, ValidationGoesInFileOrderWithAShortLastBatch) {
   auto o = ImageLoaderOptions::Validation(32, 3);
   o.threads = 2;
