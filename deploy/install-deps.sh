@@ -13,6 +13,8 @@ mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' \
 packages+=(
   # tests and benchmarks (sqlite3: the CLI, to inspect stores)
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-optuna
+  # the ImageNet input pipeline benchmark's baseline (tests/bench/imagenet_loader_bench.py)
+  python3-torchvision
   # the brief fuzz run in CI: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev sqlite3
   # security tests: certificates for TLS / mutual TLS are made with openssl

@@ -1,8 +1,10 @@
 // madam-worker: `train` runs one run standalone, `recipe` prints a task's
-// resolved parameters; with no subcommand the worker serves a coordinator
-// (serve mode). Parses flags and dispatches only.
+// resolved parameters, `bench-data` measures the input pipeline; with no
+// subcommand the worker serves a coordinator (serve mode). Parses flags and
+// dispatches only.
 #include <CLI/CLI.hpp>
 
+#include "worker/bench_data_command.h"
 #include "worker/serve_command.h"
 #include "worker/train_command.h"
 
@@ -15,6 +17,8 @@ int main(int argc, char** argv) {
   CLI::App* train = madam::worker::AddTrainCommand(app, train_options);
   madam::worker::RecipeCommandOptions recipe_options;
   CLI::App* recipe = madam::worker::AddRecipeCommand(app, recipe_options);
+  madam::worker::BenchDataOptions bench_data_options;
+  CLI::App* bench_data = madam::worker::AddBenchDataCommand(app, bench_data_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -23,5 +27,6 @@ int main(int argc, char** argv) {
   }
   if (train->parsed()) return madam::worker::RunTrainCommand(train_options);
   if (recipe->parsed()) return madam::worker::RunRecipeCommand(recipe_options);
+  if (bench_data->parsed()) return madam::worker::RunBenchDataCommand(bench_data_options);
   return madam::worker::RunServe(serve_options);
 }
