@@ -36,6 +36,7 @@ enum TaskFeature : uint32_t {
   kBatchNorm = 1u << 1,       // bn_affine
   kCifarAugment = 1u << 2,    // crop_padding, hflip, rotation_degrees, normalize_*
   kTransformerLm = 1u << 3,   // emsize, nhid, nlayers, nhead, dropout, bptt, eval_batch_size
+  kImageFolder = 1u << 4,     // image_size: JPEG folders decoded, cropped and resized
 };
 
 struct TaskInfo {

@@ -14,7 +14,7 @@ const std::vector<RecipeValue>& PaperDefaults() {
 const std::vector<TaskRecipe>& AllRecipes() {
   static const std::vector<TaskRecipe> all = [] {
     std::vector<TaskRecipe> out;
-    for (auto part : {recipes::CifarRecipes(), recipes::WikiTextRecipes(),
+    for (auto part : {recipes::CifarRecipes(), recipes::ImageNetRecipes(), recipes::WikiTextRecipes(),
                       recipes::FashionMnistRecipes()}) {
       for (auto& r : part) out.push_back(std::move(r));
     }

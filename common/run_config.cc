@@ -205,6 +205,22 @@ ParamSpec EpochList(RunParamInfo info, std::vector<int64_t> RunConfig::*field) {
           }};
 }
 
+// A square crop side: at least 32 and a multiple of 8 (ResNet-50 halves it
+// five times).
+ParamSpec ImageSize(RunParamInfo info, int64_t RunConfig::*field) {
+  const std::string_view name = info.name;
+  return {std::move(info),
+          [=](const ParamValue& v, RunConfig& c) {
+            MADAM_RETURN_IF_ERROR(NeedInteger(name, v, 32, 4096));
+            if (static_cast<int64_t>(v.number) % 8 != 0) {
+              return Invalid(name, "a multiple of 8 (at least 32)", v);
+            }
+            c.*field = static_cast<int64_t>(v.number);
+            return Status::Ok();
+          },
+          [field](const RunConfig& c) { return ParamValue::Number(static_cast<double>(c.*field)); }};
+}
+
 ParamSpec Schedule(ParamSpec spec) {
   spec.info.schedule = true;
   return spec;
@@ -280,6 +296,7 @@ const std::vector<ParamSpec>& Specs() {
         InRange(Facts("dropout", kTransformerLm), &RunConfig::dropout, 0, 1, true),
         Integer(Facts("bptt", kTransformerLm), &RunConfig::bptt, 1, 65536),
         Integer(Facts("eval_batch_size", kTransformerLm), &RunConfig::eval_batch_size, 1, 65536),
+        ImageSize(Facts("image_size", kImageFolder), &RunConfig::image_size),
         TestOnly(Integer(Facts("fail_at_step"), &RunConfig::fail_at_step, -1, int64_t{1} << 53)),
         TestOnly(Integer(Facts("pause_at_step"), &RunConfig::pause_at_step, -1, int64_t{1} << 53)),
         TestOnly(Integer(Facts("pause_attempt"), &RunConfig::pause_attempt, 0, 1000)),

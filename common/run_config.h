@@ -133,6 +133,9 @@ struct RunConfig {
   double dropout = 0.2;
   int64_t bptt = 35;
   int64_t eval_batch_size = 10;
+  // JPEG image folders (ImageNet): the side of the square crop the network
+  // sees; the validation resize is image_size * 256 / 224.
+  int64_t image_size = 224;
   // Fault injection for tests: fail the run with an error at this global step
   // (-1: never). Not a paper parameter.
   int64_t fail_at_step = -1;

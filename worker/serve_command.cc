@@ -544,6 +544,8 @@ void AddServeFlags(CLI::App& app, ServeOptions& options) {
   app.add_option("--device", options.device, "auto | cpu | cuda:N")->capture_default_str();
   app.add_option("--data-dir", options.data_dir, "datasets directory (default: per task)");
   app.add_option("--threads", options.threads, "intra-op threads (0: LibTorch's default)");
+  app.add_option("--loader-threads", options.loader_threads,
+                 "input-pipeline threads for image tasks (0: the cores left after --threads)");
   app.add_option("--name", options.name, "worker name shown by `madamctl worker list`");
   app.add_option("--token", options.token, "auth token (sent as a bearer token)")
       ->envname("MADAM_TOKEN");
@@ -572,6 +574,7 @@ int RunServe(const ServeOptions& options) {
   worker_options.device = options.device;
   worker_options.data_dir = options.data_dir;
   worker_options.threads = options.threads;
+  worker_options.loader_threads = options.loader_threads;
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!options.tls_ca.empty() || !options.tls_cert.empty() || !options.tls_key.empty()) {
     auto pem = LoadTlsPem("--tls-ca", options.tls_ca, options.tls_cert, options.tls_key);

@@ -15,6 +15,7 @@ struct ServeOptions {
   std::string device = "auto";
   std::string data_dir;
   int threads = 0;
+  int loader_threads = 0;  // input-pipeline threads (image tasks); 0: the cores left over
   std::string name;   // default: host name and device
   std::string token;  // sent as "authorization: Bearer TOKEN"; never logged
   // TLS to the coordinator: PEM files (all empty: plaintext). tls_ca verifies

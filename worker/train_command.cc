@@ -130,6 +130,9 @@ CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& o) {
   cmd->add_option("--param", o.params, "Any run parameter as k=v (repeatable)");
   cmd->add_option("--device", o.device, "auto | cpu | cuda:N");
   cmd->add_option("--data-dir", o.data_dir, "Dataset directory (default: per task)");
+  cmd->add_option("--loader-threads", o.loader_threads,
+                  "Input-pipeline threads for image tasks (0: the cores left after --threads)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", o.threads, "Intra-op threads (0: LibTorch default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--metrics-out", o.metrics_out, "Write metric points as JSON Lines");
@@ -180,6 +183,7 @@ int RunTrainCommand(const TrainCommandOptions& o) {
   wo.device = o.device;
   wo.data_dir = o.data_dir;
   wo.threads = o.threads;
+  wo.loader_threads = o.loader_threads;
   Trainer trainer(wo);
   RunHooks hooks;
   hooks.sink = sink.get();

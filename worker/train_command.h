@@ -20,6 +20,7 @@ struct TrainCommandOptions {
   std::string device = "auto";
   std::string data_dir;
   int threads = 0;
+  int loader_threads = 0;
   std::string metrics_out, summary_json;
   std::string checkpoint_dir, resume_from, export_model;
   bool progress = true;  // false: never draw a progress bar (--no-progress)

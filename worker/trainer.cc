@@ -275,6 +275,7 @@ void RunLoop::AfterEpoch(int64_t epoch, double epoch_seconds, int64_t epoch_samp
     std::map<std::string, double> test;
     finite = EmitEvaluation(Split::kTest, "test/", &test) && finite;
   }
+  for (const auto& [name, value] : task_->EpochMetrics()) Emit(name, step_, value);
   Emit("lr", step_, trained_lr);
   Emit("samples_per_second", step_,
        epoch_seconds > 0 ? static_cast<double>(epoch_samples) / epoch_seconds : 0.0);
@@ -501,6 +502,8 @@ struct Trainer::Impl {
     context.device = device;
     context.data_dir = options.data_dir;
     context.cache = &cache;
+    context.training_threads = options.threads;
+    context.loader_threads = options.loader_threads;
     task->Prepare(config, context);
     return task;
   }

@@ -61,6 +61,7 @@ struct WorkerOptions {
   std::string device = "auto";  // auto (cuda if available, else cpu) | cpu | cuda:N
   std::string data_dir;         // empty: the task's default location
   int threads = 0;              // intra-op threads; 0 leaves LibTorch's default
+  int loader_threads = 0;       // input-pipeline threads (image tasks); 0: the cores left over
 };
 
 // Where the training loop is; for progress bars.

@@ -62,6 +62,7 @@ std::vector<RecipeValue> Defaults() {
       Confirmed("dropout", Num(0.2), kLm),
       Confirmed("bptt", Num(35), kLm),
       Confirmed("eval_batch_size", Num(10), kLm + " (eval_batch_size = 10)"),
+      Confirmed("image_size", Num(224), "pytorch/imagenet/main.py (crop_size 224)"),
       Assumed("fail_at_step", Num(-1), kTestHook),
       Assumed("pause_at_step", Num(-1), kTestHook),
       Assumed("pause_attempt", Num(1), kTestHook),

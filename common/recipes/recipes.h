@@ -24,6 +24,7 @@ inline ParamValue List(std::initializer_list<double> v) { return ParamValue::Lis
 
 std::vector<RecipeValue> Defaults();
 std::vector<TaskRecipe> CifarRecipes();
+std::vector<TaskRecipe> ImageNetRecipes();
 std::vector<TaskRecipe> WikiTextRecipes();
 std::vector<TaskRecipe> FashionMnistRecipes();
 

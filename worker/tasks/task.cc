@@ -14,6 +14,7 @@ const std::vector<std::pair<std::string_view, Factory>>& Registry() {
   static const std::vector<std::pair<std::string_view, Factory>> registry = {
       {"cifar10-resnet18", &MakeCifar10ResNet18Task},
       {"cifar100-resnet18", &MakeCifar100ResNet18Task},
+      {"imagenet-resnet50", &MakeImageNetResNet50Task},
       {"wikitext2-transformer", &MakeWikiTextTransformerTask},
       {"fmnist-mlp", &MakeFashionMnistMlpTask},
       {"fmnist-cnn", &MakeFashionMnistCnnTask},

@@ -61,6 +61,8 @@ struct TaskContext {
   torch::Device device{torch::kCPU};
   std::string data_dir;  // the worker's --data-dir; empty: the task's default
   DatasetCache* cache = nullptr;
+  int training_threads = 0;  // the worker's --threads (0: LibTorch's default)
+  int loader_threads = 0;    // the worker's --loader-threads (0: the cores left over)
 };
 
 // A trainable network and its name in checkpoints.
@@ -101,6 +103,9 @@ class Task {
   virtual std::map<std::string, double> Evaluate(Split split) = 0;
   // Whether Evaluate(kValidation) has data: a held-out split or a valid file.
   virtual bool HasValidation() const = 0;
+  // Metrics of the task's own after each epoch, by full name (e.g.
+  // data/skipped_files); none by default.
+  virtual std::map<std::string, double> EpochMetrics() const { return {}; }
 };
 
 // The implementation registered under a catalogue task name; nullptr for a

@@ -158,6 +158,39 @@ TEST(RecipeTest, Cifar100AddsRotationItsStatisticsAndMadamPScaleOne) {
   ExpectConfirmed(Resolve("cifar100-resnet18", "sgd"), "lr", N(0.1), readme);
 }
 
+TEST(RecipeTest, ImageNetIsTheAuthorsPytorchImagenet) {
+  const std::string main = "pytorch/imagenet/main.py", readme = "pytorch/imagenet/README.md";
+  for (const auto& o : KnownOptimizers()) {
+    ResolvedRun r = Resolve("imagenet-resnet50", std::string(o.name));
+    ExpectConfirmed(r, "epochs", N(120), main);
+    ExpectConfirmed(r, "batch_size", N(100), main);
+    ExpectConfirmed(r, "image_size", N(224), main);
+    ExpectConfirmed(r, "lr_schedule", S("step"), main);
+    ExpectConfirmed(r, "lr_milestones", L({40, 80}), main);
+    ExpectConfirmed(r, "bn_affine", S("true"), main);
+  }
+  ResolvedRun sgd = Resolve("imagenet-resnet50", "sgd");
+  ExpectConfirmed(sgd, "lr", N(0.1), readme);
+  ExpectConfirmed(sgd, "momentum", N(0.9), main);
+  ExpectConfirmed(sgd, "weight_decay", N(1e-4), main);
+  ExpectConfirmed(sgd, "warmup_epochs", N(5), main);
+  ExpectConfirmed(sgd, "lr_decay_factor", N(10), main);
+  ExpectConfirmed(Resolve("imagenet-resnet50", "adam"), "lr", N(0.001), readme);
+  ResolvedRun madam = Resolve("imagenet-resnet50", "madam");
+  ExpectConfirmed(madam, "lr", N(0.01), readme);
+  ExpectConfirmed(madam, "p_scale", N(3), readme);
+  ExpectConfirmed(madam, "zero_init", S("normal"), main);
+  ExpectConfirmed(madam, "zero_init_std", N(0.2), main);
+  ExpectConfirmed(madam, "warmup_epochs", N(5), main);
+  ResolvedRun bits = Resolve("imagenet-resnet50", "int_madam");
+  ExpectConfirmed(bits, "base_lr", N(0.001), readme);
+  ExpectConfirmed(bits, "lr", N(0.016), readme);
+  ExpectConfirmed(bits, "bits", N(11), readme);
+  ExpectConfirmed(bits, "lr_factor_decay", N(4), readme);
+  ExpectConfirmed(bits, "zero_init", S("normal"), main);
+  EXPECT_EQ(bits.params.count("warmup_epochs"), 0u);  // the authors warm up no B-bit run
+}
+
 TEST(RecipeTest, WikiTextIsPlainClippedSgdAndTheBestValidationModel) {
   const std::string main = "pytorch/transformer-wikitext2/main.py";
   const std::string batch = "pytorch/transformer-wikitext2/batch.sh";

@@ -11,9 +11,11 @@
 #include <mutex>
 #include <set>
 
+#include "common/recipe.h"
 #include "tests/unit/worker/image_files.h"
 #include "worker/data/image_loader.h"
 #include "worker/tasks/resnet50.h"
+#include "worker/trainer.h"
 
 namespace madam::worker {
 namespace {
@@ -324,6 +326,67 @@ TEST(ResNet50Test, RunsForwardAndBackwardAtASmallImageSize) {
   }
   model->eval();
   EXPECT_EQ(model->forward(torch::randn({1, 3, 64, 48})).sizes().vec(), (std::vector<int64_t>{1, 10}));
+}
+
+
+// ---- the task through the training loop ------------------------------------
+
+RunConfig ImageNetRun(const std::string& optimizer, RunParams extra) {
+  extra["task"] = ParamValue::String("imagenet-resnet50");
+  extra["optimizer"] = ParamValue::String(optimizer);
+  auto c = ResolveConfig(extra, {});
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? *c : RunConfig{};
+}
+
+TEST_F(ImageLoaderTest, ATrainRunReportsTopOneTopFiveAndSkippedFiles) {
+  WorkerOptions o;
+  o.device = "cpu";
+  o.threads = 1;
+  o.loader_threads = 2;
+  o.data_dir = root_.string();
+  Trainer trainer(o);
+  // The recipe at a size this machine trains in seconds: 32 px crops, a
+  // constant rate (the recipe's milestones and warm-up outlast 2 epochs).
+  RunConfig c = ImageNetRun("madam", {{"epochs", ParamValue::Number(2)},
+                                      {"batch_size", ParamValue::Number(4)},
+                                      {"image_size", ParamValue::Number(32)},
+                                      {"lr_schedule", ParamValue::String("constant")},
+                                      {"warmup_epochs", ParamValue::Number(0)}});
+  EXPECT_EQ(c.zero_init, "normal");  // the authors' --init_bias for Madam
+  RunSummary s = trainer.Run(c, RunHooks{});
+  ASSERT_EQ(s.status, "succeeded") << s.error;
+  EXPECT_EQ(s.steps, 2 * (21 / 4));  // 22 files, one truncated; whole batches only
+  ASSERT_EQ(s.final.count("test/error"), 1u);
+  ASSERT_EQ(s.final.count("test/error5"), 1u);
+  EXPECT_LE(s.final.at("test/error5"), s.final.at("test/error"));
+  // Three classes: the top five always hold the label.
+  EXPECT_EQ(s.final.at("test/error5"), 0.0);
+  EXPECT_EQ(s.final.at("data/skipped_files"), 1.0);
+}
+
+TEST_F(ImageLoaderTest, BadImageFoldersAndSizesAreClearErrors) {
+  WorkerOptions o;
+  o.device = "cpu";
+  o.threads = 1;
+  o.data_dir = (root_ / "train").string();  // no train/ or val/ inside
+  Trainer trainer(o);
+  RunConfig c = ImageNetRun("sgd", {{"epochs", ParamValue::Number(1)},
+                                    {"image_size", ParamValue::Number(32)},
+                                    {"lr_schedule", ParamValue::String("constant")},
+                                    {"warmup_epochs", ParamValue::Number(0)}});
+  RunSummary s = trainer.Run(c, RunHooks{});
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_NE(s.error.find((root_ / "train").string()), std::string::npos) << s.error;
+  // image_size below 32 or not a multiple of 8 is refused before any run.
+  for (double size : {24.0, 100.0}) {
+    RunParams p{{"task", ParamValue::String("imagenet-resnet50")}, {"optimizer", ParamValue::String("sgd")},
+                {"image_size", ParamValue::Number(size)}};
+    auto r = ResolveConfig(p, {});
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("parameter image_size must be a"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 }  // namespace
