@@ -49,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/kernels.h"
 #include "madam/optim/integer_madam.h"
 #include "madam/optim/madam.h"
 
@@ -430,6 +431,8 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
     state_bytes += st->levels().numel() * st->levels().element_size() +
                    st->exp_avg_sq().numel() * st->exp_avg_sq().element_size();
   }
+  std::printf("  fused CPU kernels: %s (MADAM_OPTIM_ISA=baseline|avx2 narrows them)\n",
+              madam::optim::detail::IsaName(madam::optim::detail::ActiveIsa()));
   std::printf("  int_madam state: %.2f bytes/weight (int16 level + float second moment)\n",
               static_cast<double>(state_bytes) / n);
   std::printf("  floors move %d (adam), %d (madam), %d (int_madam) bytes/parameter\n",

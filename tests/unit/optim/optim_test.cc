@@ -5,12 +5,14 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "detail/elementwise.h"
 #include "detail/kernels.h"
 #include "madam/optim/integer_madam.h"
 #include "madam/optim/madam.h"
@@ -108,6 +110,110 @@ TEST(FastExpTest, AccurateAcrossRange) {
   }
   EXPECT_LT(worst, 3e-7);
   EXPECT_EQ(detail::FastExp(0.0f), 1.0f);
+}
+
+// The small-exponent exp (no range reduction) must give Exp's bits wherever
+// the Madam kernel uses it.
+TEST(FastExpTest, SmallPathGivesTheSameBitsAsTheFullOne) {
+  auto same = [](float x) {
+    const float a = detail::ExpSmall(x), b = detail::Exp(x);
+    return std::memcmp(&a, &b, sizeof a) == 0;
+  };
+  constexpr int kSamples = 1 << 20;
+  const float bound = detail::kSmallExpBound;
+  for (int i = 0; i <= kSamples; ++i) {
+    const float x = -bound + (2 * bound) * static_cast<float>(i) / kSamples;
+    ASSERT_TRUE(same(x)) << "x = " << x;
+  }
+  for (float x = bound; x > 1e-30f; x *= 0.5f) {
+    ASSERT_TRUE(same(x) && same(-x)) << "x = " << x;
+  }
+  EXPECT_TRUE(same(0.0f) && same(-0.0f) && same(bound) && same(-bound));
+}
+
+// Inputs for the kernel tests: random weights, gradients and second moments
+// with the awkward values of the golden cases mixed in (zero weights and
+// gradients, underflowing and overflowing g^2, weights beyond sigma*), and a
+// length that is no multiple of any vector width or block.
+struct KernelInputs {
+  std::vector<float> p, g, v;
+  std::vector<int16_t> levels;
+};
+
+KernelInputs MakeKernelInputs(int64_t n, int64_t max_level) {
+  torch::manual_seed(42);
+  auto to_vec = [](const torch::Tensor& t) {
+    auto c = t.contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  };
+  KernelInputs in;
+  in.p = to_vec(torch::randn({n}));
+  in.g = to_vec(torch::randn({n}) * 0.1);
+  in.v = to_vec(torch::rand({n}) * 0.01);
+  auto k = torch::randint(0, max_level + 1, {n}, torch::kInt);
+  for (int64_t i = 0; i < n; ++i) in.levels.push_back(detail::EncodeLevel(k[i].item<float>()));
+  const float specials_p[] = {0.0f, -0.0f, 25.0f, -25.0f, 1e-3f, -1e-30f};
+  const float specials_g[] = {0.0f, 1e-30f, -1e-30f, 1e30f, -1e30f, 1e-20f};
+  for (int64_t i = 0; i < 6; ++i) {
+    in.p[7 * i] = specials_p[i];
+    in.g[11 * i + 1] = specials_g[i];
+    in.v[13 * i + 2] = 0.0f;
+  }
+  return in;
+}
+
+template <typename Step>
+void ExpectEveryIsaMatchesBaseline(const KernelInputs& in, Step step) {
+  bool compared = false;
+  KernelInputs base = in;
+  step(base, detail::Isa::kBaseline);
+  for (auto isa : {detail::Isa::kAvx2, detail::Isa::kAvx512}) {
+    if (!detail::CpuSupports(isa)) continue;
+    compared = true;
+    KernelInputs out = in;
+    step(out, isa);
+    ASSERT_EQ(std::memcmp(out.p.data(), base.p.data(), 4 * in.p.size()), 0) << detail::IsaName(isa);
+    ASSERT_EQ(std::memcmp(out.v.data(), base.v.data(), 4 * in.v.size()), 0) << detail::IsaName(isa);
+    ASSERT_EQ(out.levels, base.levels) << detail::IsaName(isa);
+  }
+  if (!compared) GTEST_SKIP() << "this CPU runs only the baseline kernels; nothing to compare";
+}
+
+// The vectorised kernels (AVX2, AVX-512) must compute the baseline's bits:
+// results may not depend on the machine a run happens to land on.
+TEST(KernelTest, EveryInstructionSetGivesTheBaselineBits) {
+  const int64_t n = 3 * 4096 + 37;
+  const auto in = MakeKernelInputs(n, 4095);
+  for (float lr : {0.01f, 0.5f}) {  // the small-exponent path and the full exp
+    SCOPED_TRACE("Madam lr " + std::to_string(lr));
+    detail::MadamStepArgs a{{0.999f, 0.001f, 0.3f, 10.0f}, -lr, 2.5f};
+    ExpectEveryIsaMatchesBaseline(in, [&](KernelInputs& io, detail::Isa isa) {
+      detail::MadamStep(io.p.data(), io.g.data(), io.v.data(), n, a, isa);
+    });
+  }
+  SCOPED_TRACE("IntegerMadam");
+  detail::IntegerMadamStepArgs a{{0.999f, 0.001f, 0.3f, 10.0f}, 7.0f, -0.001f, 2.5f, 4095.0f};
+  ExpectEveryIsaMatchesBaseline(in, [&](KernelInputs& io, detail::Isa isa) {
+    detail::IntegerMadamStep(io.p.data(), io.g.data(), io.v.data(), io.levels.data(), n, a, isa);
+  });
+}
+
+// The fused Madam kernel, blocks, small-exponent path and all, computes
+// exactly the per-element maths of elementwise.h.
+TEST(KernelTest, MadamKernelIsTheElementwiseMaths) {
+  const int64_t n = 2 * 4096 + 5;
+  const auto in = MakeKernelInputs(n, 4095);
+  for (float lr : {0.01f, 0.5f}) {
+    detail::MadamStepArgs a{{0.999f, 0.001f, 0.3f, 10.0f}, -lr, 2.5f};
+    KernelInputs fused = in, scalar = in;
+    detail::MadamStep(fused.p.data(), fused.g.data(), fused.v.data(), n, a);
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = detail::MadamExponent(scalar.p[i], scalar.g[i], scalar.v[i], a);
+      scalar.p[i] = detail::MadamWeight(scalar.p[i], x, a.max);
+    }
+    EXPECT_EQ(std::memcmp(fused.p.data(), scalar.p.data(), 4 * n), 0) << "lr " << lr;
+    EXPECT_EQ(std::memcmp(fused.v.data(), scalar.v.data(), 4 * n), 0) << "lr " << lr;
+  }
 }
 
 // A few hundred steps of random gradients, large lr: the invariants of
