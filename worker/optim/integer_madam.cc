@@ -42,9 +42,13 @@ void IntegerMadamOptions::serialize(torch::serialize::InputArchive& archive) {
 double IntegerMadamOptions::get_lr() const { return base_lr() * lr_factor(); }
 
 void IntegerMadamOptions::set_lr(const double lr) {
-  // eta moves along the ladder's multiples: lower lr_factor, never below 1
-  // (a step smaller than one level would round to no step at all).
-  lr_factor(std::max(1.0, lr / base_lr()));
+  // A decay of B-bit Madam lowers eta toward eta0 and never below (eta0 <= eta,
+  // the paper's section 6; ARCHITECTURE.md section 1): the floor is this
+  // optimiser's to keep, whatever schedule calls it. (Below 1 a step smaller
+  // than one level would round to no step at all.) A NaN lr lands on the
+  // floor too.
+  const double factor = lr / base_lr();
+  lr_factor(factor >= 1.0 ? factor : 1.0);
 }
 
 bool operator==(const IntegerMadamParamState& lhs, const IntegerMadamParamState& rhs) {
@@ -70,8 +74,11 @@ void IntegerMadamParamState::serialize(torch::serialize::InputArchive& archive) 
 void ValidateOptions(const IntegerMadamOptions& o) {
   TORCH_CHECK(std::isfinite(o.base_lr()) && o.base_lr() > 0, "IntegerMadam: invalid base_lr ",
               o.base_lr(), " (must be finite and > 0)");
-  TORCH_CHECK(std::isfinite(o.lr_factor()) && o.lr_factor() > 0,
-              "IntegerMadam: invalid lr_factor ", o.lr_factor(), " (must be finite and > 0)");
+  TORCH_CHECK(std::isfinite(o.lr_factor()) && o.lr_factor() >= 1,
+              "IntegerMadam: invalid lr_factor ", o.lr_factor(),
+              " (must be finite and >= 1: the learning rate eta = base_lr * lr_factor = ",
+              o.base_lr() * o.lr_factor(), " may not fall below base_lr ", o.base_lr(),
+              ", as eta0 <= eta in the paper, section 6)");
   TORCH_CHECK(o.bits() >= 1 && o.bits() <= 16, "IntegerMadam: invalid bits ", o.bits(),
               " (must be in 1..16)");
   TORCH_CHECK(std::isfinite(o.p_scale()) && o.p_scale() > 0, "IntegerMadam: invalid p_scale ",
@@ -168,6 +175,9 @@ torch::Tensor IntegerMadam::step(LossClosure closure) {
   }
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const IntegerMadamOptions&>(group.options());
+    // Options can change after construction (add_param_group, a direct
+    // setter): check them where they are used; a few comparisons per group.
+    ValidateOptions(options);
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       const auto& grad = p.grad();

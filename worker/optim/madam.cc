@@ -103,6 +103,9 @@ torch::Tensor Madam::step(LossClosure closure) {
   }
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const MadamOptions&>(group.options());
+    // Options can change after construction (add_param_group, a direct
+    // setter): check them where they are used; a few comparisons per group.
+    ValidateOptions(options);
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       const auto& grad = p.grad();

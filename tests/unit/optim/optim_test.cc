@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -309,6 +310,43 @@ TEST(IntegerMadamTest, SetLrMovesLrFactorAndNeverBelowOne) {
   EXPECT_DOUBLE_EQ(o.base_lr(), 0.001);
 }
 
+// A standard LibTorch scheduler decays eta toward eta0 and the optimiser
+// stops it there (eta0 <= eta, the paper's section 6): no caller needs a
+// floor of its own.
+TEST(IntegerMadamTest, SchedulerDecayStopsAtBaseLr) {
+  auto p = torch::full({8}, 1.0).requires_grad_();
+  IntegerMadam opt({p}, IntegerMadamOptions(0.001).lr_factor(30).init("nearest"));
+  torch::optim::StepLR decay(opt, /*step_size=*/1, /*gamma=*/0.1);
+  const auto& options = static_cast<const IntegerMadamOptions&>(opt.param_groups()[0].options());
+  std::vector<double> factors;
+  for (int epoch = 0; epoch < 5; ++epoch) {
+    p.mutable_grad() = torch::ones({8});
+    opt.step();
+    decay.step();
+    factors.push_back(options.lr_factor());
+  }
+  // 30 -> 3 -> 0.3, floored to 1, and 1 from then on.
+  const auto three = std::find_if(factors.begin(), factors.end(),
+                                  [](double f) { return std::fabs(f - 3.0) < 1e-12; });
+  ASSERT_NE(three, factors.end()) << "the decay never reached 3";
+  ASSERT_NE(three + 1, factors.end());
+  for (auto it = three + 1; it != factors.end(); ++it) EXPECT_DOUBLE_EQ(*it, 1.0);
+  EXPECT_DOUBLE_EQ(options.get_lr(), 0.001);
+  EXPECT_DOUBLE_EQ(options.base_lr(), 0.001);
+  // At the floor a step still moves a level: g_hat = 1 (steady gradient),
+  // round(1 * 1) = 1 level per step.
+  const int before = DecodeLevels(opt.param_state(p)->levels())[0].item<int>();
+  p.mutable_grad() = torch::ones({8});
+  opt.step();
+  EXPECT_EQ(DecodeLevels(opt.param_state(p)->levels())[0].item<int>(), before + 1);
+}
+
+TEST(IntegerMadamTest, SetLrWithNanLandsOnTheFloor) {
+  IntegerMadamOptions o(0.004);
+  o.set_lr(std::nan(""));
+  EXPECT_DOUBLE_EQ(o.lr_factor(), 1.0);
+}
+
 // First Madam step: g_hat = sign(g), so p1 = p0 * exp(-lr * sign(g) * sign(p0)).
 TEST(MadamTest, PerGroupOptionsReachStep) {
   auto a = torch::full({4}, 1.0).requires_grad_();
@@ -466,11 +504,49 @@ TEST(IntegerMadamTest, RejectsOutOfRangeOptionsNamingThem) {
   ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().bits(17)); }, "invalid bits 17");
   ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().lr_factor(-1)); },
                  "invalid lr_factor -1");
+  ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().lr_factor(std::nan(""))); },
+                 "invalid lr_factor nan");
   ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().beta(1.5)); }, "invalid beta 1.5");
   ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().g_bound(-2)); }, "invalid g_bound -2");
   ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().p_scale(0)); }, "invalid p_scale 0");
   ExpectRejected([&] { IntegerMadam(ps, IntegerMadamOptions().init("gaussian")); },
                  "invalid init \"gaussian\"");
+}
+
+// eta0 <= eta (the paper, section 6): an lr_factor below 1 would put eta
+// below eta0; the message names both numbers a user has to fix.
+TEST(IntegerMadamTest, RejectsLrFactorBelowOneNamingBaseLr) {
+  std::vector<torch::Tensor> ps{torch::ones({2}).requires_grad_()};
+  for (double bad : {0.625, 0.999, 0.0}) {
+    try {
+      IntegerMadam(ps, IntegerMadamOptions(0.016).lr_factor(bad));
+      ADD_FAILURE() << "lr_factor " << bad << " accepted";
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      std::ostringstream factor;
+      factor << "invalid lr_factor " << bad;
+      EXPECT_NE(what.find(factor.str()), std::string::npos) << what;
+      EXPECT_NE(what.find("base_lr 0.016"), std::string::npos) << what;
+    }
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(ps, std::make_unique<IntegerMadamOptions>(
+                              IntegerMadamOptions(0.01).lr_factor(0.5)));
+  ExpectRejected([&] { IntegerMadam(std::move(groups), IntegerMadamOptions()); },
+                 "invalid lr_factor 0.5");
+  // eta = eta0 exactly is the paper's 8-bit setting.
+  EXPECT_NO_THROW(IntegerMadam(ps, IntegerMadamOptions(0.01).lr_factor(1)));
+}
+
+// Options that reach the optimiser after construction are checked too.
+TEST(IntegerMadamTest, StepRejectsAGroupAddedWithLrFactorBelowOne) {
+  auto a = torch::ones({2}).requires_grad_();
+  auto b = torch::ones({2}).requires_grad_();
+  IntegerMadam opt({a});
+  opt.add_param_group(torch::optim::OptimizerParamGroup(
+      {b}, std::make_unique<IntegerMadamOptions>(IntegerMadamOptions(0.004).lr_factor(0.25))));
+  b.mutable_grad() = torch::ones({2});
+  ExpectRejected([&] { opt.step(); }, "base_lr 0.004");
 }
 
 TEST(MadamTest, SparseGradientIsAClearError) {
