@@ -20,13 +20,15 @@
 //   * gradients alternate between g and -g from step to step for every side,
 //     so weights wander instead of decaying into denormals over many steps.
 // With --peer CMD (optim_bench.sh passes tests/bench/optim_peers.py), a child
-// process runs Python peers (torch.optim.Adam with foreach off and on, and a
-// per-op Madam) as one more side of every round, over the same shapes.
+// process runs Python peers (torch.optim.Adam with foreach off and on, fused
+// on CUDA, and a per-op Madam) as one more side of every round, over the same
+// shapes. --device cuda times the same sides on the GPU (no memory floor:
+// that is a CPU pass), for tests/bench/cuda_check.sh.
 //
 // Prints one "RATIO" line per workload, e.g.
 //   RATIO resnet18-11M madam/adam 0.61 int_madam/adam 0.70 madam/floor 1.02 ...
 //
-//   optim_bench [--quick] [--threads N] [--rounds R] [--steps S] [--warmup W]
+//   optim_bench [--quick] [--device cpu|cuda] [--threads N] [--rounds R] [--steps S] [--warmup W]
 //               [--only mlp|resnet18] [--clock cpu|wall] [--peer CMD]
 #include <ATen/Parallel.h>
 #include <malloc.h>
@@ -55,10 +57,11 @@
 
 namespace {
 
-// Seconds on the benchmark's clock. "cpu" (the default at one thread) is the
-// process's CPU time: on a shared machine it leaves out the time the process
-// sat descheduled while others ran, and still counts page faults and memory
-// stalls; with more threads CPU time sums over them, so "wall" is used.
+// Seconds on the benchmark's clock. "cpu" (the default at one thread on the
+// CPU) is the process's CPU time: on a shared machine it leaves out the time
+// the process sat descheduled while others ran, and still counts page faults
+// and memory stalls; with more threads CPU time sums over them, and a GPU's
+// time is no CPU's, so there "wall" is used.
 bool g_cpu_clock = true;
 double Now() {
   timespec ts{};
@@ -109,11 +112,12 @@ struct Params {
   }
 };
 
-Params MakeParams(const Shapes& shapes) {
+Params MakeParams(const Shapes& shapes, torch::Device device) {
   Params p;
+  const auto on = torch::TensorOptions().device(device);
   for (const auto& s : shapes) {
-    auto t = torch::randn(s).mul_(0.05).requires_grad_();
-    auto g = torch::randn(s).mul_(0.01);
+    auto t = torch::randn(s, on).mul_(0.05).requires_grad_();
+    auto g = torch::randn(s, on).mul_(0.01);
     p.grads[0].push_back(g);
     p.grads[1].push_back(-g);
     t.mutable_grad() = g;
@@ -256,8 +260,9 @@ class Peer {
 
   bool ok() const { return pid_ > 0 && in_ != nullptr && out_ != nullptr && !failed_; }
 
-  bool Start(const Shapes& shapes, int threads, int warmup) {
-    std::fprintf(out_, "threads %d\nclock %s\n", threads, g_cpu_clock ? "cpu" : "wall");
+  bool Start(const Shapes& shapes, int threads, int warmup, const std::string& device) {
+    std::fprintf(out_, "threads %d\nclock %s\ndevice %s\n", threads, g_cpu_clock ? "cpu" : "wall",
+                 device.c_str());
     for (const auto& s : shapes) {
       std::fputs("shape", out_);
       for (int64_t d : s) std::fprintf(out_, " %lld", static_cast<long long>(d));
@@ -314,6 +319,7 @@ double Median(std::vector<double> v) {
 }
 
 struct Config {
+  std::string device = "cpu";  // "cpu" | "cuda"
   int threads = 1;
   int rounds = 0;  // 0: the workload's default
   int steps = 0;
@@ -327,29 +333,39 @@ struct Config {
 void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
          const Config& config) {
   torch::manual_seed(0);
-  Params adam_p = MakeParams(shapes), madam_p = MakeParams(shapes), int_p = MakeParams(shapes),
-         eager_p = MakeParams(shapes);
+  const bool cuda = config.device == "cuda";
+  const torch::Device device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  // A CUDA step only queues kernels: wait for them before reading the clock.
+  auto sync = [&] {
+    if (cuda) torch::cuda::synchronize();
+  };
+  Params adam_p = MakeParams(shapes, device), madam_p = MakeParams(shapes, device),
+         int_p = MakeParams(shapes, device), eager_p = MakeParams(shapes, device);
   torch::optim::Adam adam(adam_p.tensors, torch::optim::AdamOptions(1e-3));
   madam::optim::Madam madam(madam_p.tensors, madam::optim::MadamOptions(0.01));
   madam::optim::IntegerMadam int_madam(int_p.tensors, madam::optim::IntegerMadamOptions(0.001));
   EagerMadam eager(eager_p.tensors, 0.01);
-  MemoryFloor floor_madam(shapes, 3, 2, false), floor_int(shapes, 3, 2, true),
-      floor_adam(shapes, 4, 3, false);
+  // The memory floors are CPU passes; on CUDA the ratios to Adam stand alone.
+  const Shapes floor_shapes = cuda ? Shapes{} : shapes;
+  MemoryFloor floor_madam(floor_shapes, 3, 2, false), floor_int(floor_shapes, 3, 2, true),
+      floor_adam(floor_shapes, 4, 3, false);
 
   std::vector<Side> sides = {
       {"adam", [&] { adam_p.Flip(); adam.step(); }},
       {"madam", [&] { madam_p.Flip(); madam.step(); }},
       {"int_madam", [&] { int_p.Flip(); int_madam.step(); }},
       {"eager_madam", [&] { eager_p.Flip(); eager.step(); }},
-      {"floor_madam", [&] { floor_madam.step(); }},
-      {"floor_int_madam", [&] { floor_int.step(); }},
-      {"floor_adam", [&] { floor_adam.step(); }},
   };
+  if (!cuda) {
+    sides.push_back({"floor_madam", [&] { floor_madam.step(); }});
+    sides.push_back({"floor_int_madam", [&] { floor_int.step(); }});
+    sides.push_back({"floor_adam", [&] { floor_adam.step(); }});
+  }
 
   std::unique_ptr<Peer> peer;
   if (!config.peer.empty()) {
     peer = std::make_unique<Peer>(config.peer);
-    if (!peer->ok() || !peer->Start(shapes, config.threads, config.warmup)) {
+    if (!peer->ok() || !peer->Start(shapes, config.threads, config.warmup, config.device)) {
       std::fprintf(stderr, "optim_bench: peer \"%s\" did not start; running without it\n",
                    config.peer.c_str());
       peer.reset();
@@ -361,6 +377,7 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
   for (int w = 0; w < config.warmup; ++w) {
     for (auto& s : sides) s.step();
   }
+  sync();
 
   std::map<std::string, std::vector<double>> seconds;  // per round, per step
   const size_t n_sides = sides.size() + (peer ? 1 : 0);
@@ -379,6 +396,7 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
       }
       const double start = Now();
       for (int s = 0; s < steps; ++s) sides[i].step();
+      sync();
       seconds[sides[i].name].push_back((Now() - start) / steps);
     }
   }
@@ -393,21 +411,23 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
   const std::map<std::string, std::string> floor_of = {
       {"adam", "floor_adam"},      {"madam", "floor_madam"},
       {"int_madam", "floor_int_madam"}, {"py_adam", "floor_adam"},
-      {"py_adam_foreach", "floor_adam"}, {"py_madam_perop", "floor_madam"},
+      {"py_adam_foreach", "floor_adam"}, {"py_adam_fused", "floor_adam"},
+      {"py_madam_perop", "floor_madam"},
       {"eager_madam", "floor_madam"}};
   const std::map<std::string, int> floor_bytes = {{"floor_madam", floor_madam.bytes_per_param()},
                                                   {"floor_int_madam", floor_int.bytes_per_param()},
                                                   {"floor_adam", floor_adam.bytes_per_param()}};
 
   const double n = static_cast<double>(adam_p.count);
-  std::printf("\n%s: %lld parameters in %zu tensors, %d thread(s), %d warm-up steps each, "
-              "median of %d rounds x %d steps, %s clock\n",
-              label.c_str(), static_cast<long long>(adam_p.count), shapes.size(),
-              at::get_num_threads(), config.warmup, rounds, steps, g_cpu_clock ? "cpu" : "wall");
+  std::printf("\n%s on %s: %lld parameters in %zu tensors, %d thread(s), %d warm-up steps "
+              "each, median of %d rounds x %d steps, %s clock\n",
+              label.c_str(), config.device.c_str(), static_cast<long long>(adam_p.count),
+              shapes.size(), at::get_num_threads(), config.warmup, rounds, steps,
+              g_cpu_clock ? "cpu" : "wall");
   std::printf("  %-16s %10s %10s %9s %10s %9s\n", "side", "ms/step", "ns/param", "vs adam",
               "vs floor", "GB/s");
   std::vector<std::string> order = {"adam", "madam", "int_madam", "eager_madam"};
-  for (const char* py : {"py_adam", "py_adam_foreach", "py_madam_perop"}) {
+  for (const char* py : {"py_adam", "py_adam_foreach", "py_adam_fused", "py_madam_perop"}) {
     if (seconds.count(py)) order.push_back(py);
   }
   for (const char* f : {"floor_adam", "floor_madam", "floor_int_madam"}) order.push_back(f);
@@ -417,7 +437,9 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
     std::printf("  %-16s %10.3f %10.3f %8.3fx", name.c_str(), med * 1e3, med * 1e9 / n,
                 ratio(name, "adam"));
     auto f = floor_of.find(name);
-    if (f != floor_of.end()) {
+    if (cuda) {
+      std::printf("\n");
+    } else if (f != floor_of.end()) {
       std::printf(" %9.3fx %9s\n", ratio(name, f->second), "");
     } else {
       // A floor: its bandwidth, bytes moved per second.
@@ -435,15 +457,20 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
               madam::optim::detail::IsaName(madam::optim::detail::ActiveIsa()));
   std::printf("  int_madam state: %.2f bytes/weight (int16 level + float second moment)\n",
               static_cast<double>(state_bytes) / n);
-  std::printf("  floors move %d (adam), %d (madam), %d (int_madam) bytes/parameter\n",
-              floor_adam.bytes_per_param(), floor_madam.bytes_per_param(),
-              floor_int.bytes_per_param());
-  std::printf("RATIO %s madam/adam %.3f int_madam/adam %.3f eager_madam/adam %.3f "
-              "madam/floor %.3f int_madam/floor %.3f adam/floor %.3f",
-              label.c_str(), ratio("madam", "adam"), ratio("int_madam", "adam"),
-              ratio("eager_madam", "adam"), ratio("madam", "floor_madam"),
-              ratio("int_madam", "floor_int_madam"), ratio("adam", "floor_adam"));
-  for (const char* py : {"py_adam", "py_adam_foreach", "py_madam_perop"}) {
+  if (!cuda) {
+    std::printf("  floors move %d (adam), %d (madam), %d (int_madam) bytes/parameter\n",
+                floor_adam.bytes_per_param(), floor_madam.bytes_per_param(),
+                floor_int.bytes_per_param());
+  }
+  const std::string tag = cuda ? label + "-cuda" : label;
+  std::printf("RATIO %s madam/adam %.3f int_madam/adam %.3f eager_madam/adam %.3f", tag.c_str(),
+              ratio("madam", "adam"), ratio("int_madam", "adam"), ratio("eager_madam", "adam"));
+  if (!cuda) {
+    std::printf(" madam/floor %.3f int_madam/floor %.3f adam/floor %.3f",
+                ratio("madam", "floor_madam"), ratio("int_madam", "floor_int_madam"),
+                ratio("adam", "floor_adam"));
+  }
+  for (const char* py : {"py_adam", "py_adam_foreach", "py_adam_fused", "py_madam_perop"}) {
     if (seconds.count(py)) std::printf(" %s/adam %.3f", py, ratio(py, "adam"));
   }
   std::printf("\n");
@@ -452,7 +479,7 @@ void Run(const std::string& label, const Shapes& shapes, int rounds, int steps,
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: optim_bench [--quick] [--threads N] [--rounds R] [--steps S] "
+               "usage: optim_bench [--quick] [--device cpu|cuda] [--threads N] [--rounds R] [--steps S] "
                "[--warmup W] [--only mlp|resnet18] [--clock cpu|wall] [--peer CMD]\n");
   return 2;
 }
@@ -466,6 +493,8 @@ int main(int argc, char** argv) {
     const bool has_value = i + 1 < argc;
     if (arg == "--quick") {
       config.quick = true;
+    } else if (arg == "--device" && has_value) {
+      config.device = argv[++i];
     } else if (arg == "--threads" && has_value) {
       config.threads = std::atoi(argv[++i]);
     } else if (arg == "--rounds" && has_value) {
@@ -486,10 +515,16 @@ int main(int argc, char** argv) {
   }
   if (config.threads < 1 || config.warmup < 1 || config.rounds < 0 || config.steps < 0 ||
       (!config.only.empty() && config.only != "mlp" && config.only != "resnet18") ||
-      (!config.clock.empty() && config.clock != "cpu" && config.clock != "wall")) {
+      (!config.clock.empty() && config.clock != "cpu" && config.clock != "wall") ||
+      (config.device != "cpu" && config.device != "cuda")) {
     return Usage();
   }
-  g_cpu_clock = config.clock.empty() ? config.threads == 1 : config.clock == "cpu";
+  if (config.device == "cuda" && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "optim_bench: --device cuda, but LibTorch sees no CUDA device\n");
+    return 1;
+  }
+  g_cpu_clock = config.device == "cpu" &&
+                (config.clock.empty() ? config.threads == 1 : config.clock == "cpu");
   if (config.quick) config.warmup = std::min(config.warmup, 2);
   // glibc serves each large temporary of an eager step (Adam's denominator,
   // eager Madam's g_hat) from fresh pages: it maps big blocks anew or trims

@@ -6,6 +6,7 @@ script and speaks a line protocol on its stdin/stdout:
 
     threads N                  torch.set_num_threads(N)
     clock cpu|wall             time by process CPU time or by wall clock
+    device cpu|cuda            where the parameters live (default cpu)
     shape D0 D1 ...            one parameter tensor's shape (repeated)
     go WARMUP                  build the peers, take WARMUP untimed steps each,
                                answer "ready"
@@ -18,6 +19,7 @@ The peers, each on its own parameters, all with gradients that alternate
 between g and -g as optim_bench's do:
     py_adam            torch.optim.Adam(foreach=False): one op at a time
     py_adam_foreach    torch.optim.Adam(foreach=True): the multi-tensor path
+    py_adam_fused      torch.optim.Adam(fused=True), on CUDA only: one kernel
     py_madam_perop     Madam written per-op from the paper's Algorithm 1
                        (Bernstein et al., NeurIPS 2020), as a PyTorch user
                        would write it
@@ -58,10 +60,10 @@ class PerOpMadam:
 
 
 class Side:
-    def __init__(self, name, shapes, make_opt):
+    def __init__(self, name, shapes, make_opt, device):
         self.name = name
-        self.params = [(torch.randn(s) * 0.05).requires_grad_() for s in shapes]
-        grads = [torch.randn(s) * 0.01 for s in shapes]
+        self.params = [(torch.randn(s, device=device) * 0.05).requires_grad_() for s in shapes]
+        grads = [torch.randn(s, device=device) * 0.01 for s in shapes]
         self.grads = (grads, [-g for g in grads])
         self.parity = 0
         self.opt = make_opt(self.params)
@@ -78,6 +80,11 @@ def main():
     sides = []
     rounds = 0
     clock = time.perf_counter
+    device = "cpu"
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
     for line in sys.stdin:
         words = line.split()
         if not words:
@@ -86,19 +93,26 @@ def main():
             torch.set_num_threads(int(words[1]))
         elif words[0] == "clock":
             clock = time.process_time if words[1] == "cpu" else time.perf_counter
+        elif words[0] == "device":
+            device = words[1]
         elif words[0] == "shape":
             shapes.append([int(w) for w in words[1:]])
         elif words[0] == "go":
             torch.manual_seed(0)
             sides = [
-                Side("py_adam", shapes, lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=False)),
+                Side("py_adam", shapes, lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=False),
+                     device),
                 Side("py_adam_foreach", shapes,
-                     lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True)),
-                Side("py_madam_perop", shapes, lambda ps: PerOpMadam(ps, lr=0.01)),
+                     lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True), device),
+                Side("py_madam_perop", shapes, lambda ps: PerOpMadam(ps, lr=0.01), device),
             ]
+            if device == "cuda":
+                sides.append(Side("py_adam_fused", shapes,
+                                  lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True), device))
             for _ in range(int(words[1])):
                 for s in sides:
                     s.step()
+            sync()
             print("ready", flush=True)
         elif words[0] == "round":
             steps = int(words[1])
@@ -108,6 +122,7 @@ def main():
                 start = clock()
                 for _ in range(steps):
                     s.step()
+                sync()
                 results[s.name] = (clock() - start) / steps
             rounds += 1
             for name, seconds in results.items():

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detail/cuda_step.h"
 #include "detail/kernels.h"
 #include "detail/state_key.h"
 
@@ -131,7 +132,8 @@ torch::Tensor InitialLevels(const torch::Tensor& p, const IntegerMadamOptions& o
   return EncodeLevels(k);
 }
 
-// The same maths as the fused kernel, as tensor ops (CUDA, double, strided).
+// The same maths as the fused kernels, as tensor ops: for double and strided
+// tensors, and CUDA tensors where the CUDA kernels are not built.
 void EagerStep(torch::Tensor& p, const torch::Tensor& grad, IntegerMadamParamState& state,
                const IntegerMadamOptions& options, double bias_correction) {
   auto& v = state.exp_avg_sq();
@@ -147,20 +149,22 @@ void EagerStep(torch::Tensor& p, const torch::Tensor& grad, IntegerMadamParamSta
   p.copy_(sign * state.max() * torch::exp(-options.base_lr() * k));
 }
 
-bool CanFuse(const torch::Tensor& p, const torch::Tensor& grad,
-             const IntegerMadamParamState& state) {
+bool CanFuseCpu(const torch::Tensor& p, const torch::Tensor& grad,
+                const IntegerMadamParamState& state) {
   return p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
          grad.scalar_type() == torch::kFloat && p.is_contiguous() &&
          state.exp_avg_sq().is_contiguous() && state.levels().is_contiguous() &&
          grad.sizes() == p.sizes();
 }
 
-detail::NormalisedGradArgs GradArgs(const IntegerMadamOptions& options, double bias_correction) {
-  detail::NormalisedGradArgs args;
-  args.beta = static_cast<float>(options.beta());
-  args.one_minus_beta = static_cast<float>(1 - options.beta());
-  args.bias_correction = static_cast<float>(bias_correction);
-  args.g_bound = static_cast<float>(options.g_bound());
+detail::IntegerMadamStepArgs StepArgs(const IntegerMadamOptions& options, double bias_correction,
+                                      double sigma) {
+  detail::IntegerMadamStepArgs args;
+  args.grad = detail::MakeNormalisedGradArgs(options.beta(), options.g_bound(), bias_correction);
+  args.lr_factor = static_cast<float>(options.lr_factor());
+  args.neg_base_lr = static_cast<float>(-options.base_lr());
+  args.sigma = static_cast<float>(sigma);
+  args.max_level = static_cast<float>(options.max_level());
   return args;
 }
 
@@ -173,6 +177,8 @@ torch::Tensor IntegerMadam::step(LossClosure closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  // CUDA tensors are queued and stepped a batch at a time (detail/cuda_step.h).
+  detail::CudaStepBatcher<detail::IntegerMadamStepArgs> cuda;
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const IntegerMadamOptions&>(group.options());
     // Options can change after construction (add_param_group, a direct
@@ -202,23 +208,23 @@ torch::Tensor IntegerMadam::step(LossClosure closure) {
       const double bias_correction =
           1 - std::pow(options.beta(), static_cast<double>(state.step()));
 
-      if (CanFuse(p, grad, state)) {
+      if (CanFuseCpu(p, grad, state)) {
         const auto g = grad.contiguous();
-        detail::IntegerMadamStepArgs args;
-        args.grad = GradArgs(options, bias_correction);
-        args.lr_factor = static_cast<float>(options.lr_factor());
-        args.neg_base_lr = static_cast<float>(-options.base_lr());
-        args.sigma = static_cast<float>(state.max());
-        args.max_level = static_cast<float>(options.max_level());
         detail::IntegerMadamStep(p.data_ptr<float>(), g.data_ptr<float>(),
                                  state.exp_avg_sq().data_ptr<float>(),
-                                 state.levels().data_ptr<int16_t>(), p.numel(), args);
+                                 state.levels().data_ptr<int16_t>(), p.numel(),
+                                 StepArgs(options, bias_correction, state.max()));
+        p.unsafeGetTensorImpl()->bump_version();
+      } else if (detail::CanFuseCuda(p, grad, state.exp_avg_sq(), &state.levels())) {
+        cuda.Add(p, grad, state.exp_avg_sq(), &state.levels(),
+                 StepArgs(options, bias_correction, state.max()));
         p.unsafeGetTensorImpl()->bump_version();
       } else {
         EagerStep(data, grad, state, options, bias_correction);
       }
     }
   }
+  cuda.Flush();
   return loss;
 }
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "detail/cuda_plan.h"
+#include "detail/cuda_step.h"
 #include "detail/elementwise.h"
 #include "detail/kernels.h"
 #include "madam/optim/integer_madam.h"
@@ -37,11 +39,19 @@ torch::Tensor FromJson(const json& values) {
   return torch::tensor(v, torch::kFloat);
 }
 
-// A parameter laid out either contiguously (the fused kernel runs) or as a
-// strided view (the eager tensor-op path runs).
-torch::Tensor MakeParam(const torch::Tensor& init, bool strided) {
-  if (!strided) return init.clone().requires_grad_();
-  auto base = torch::zeros({init.numel() * 2});
+// Where a golden case runs: on the CPU or on CUDA, as a contiguous tensor
+// (the fused kernel runs) or as a strided view (the eager tensor-op path).
+struct StepPath {
+  const char* name;
+  bool cuda;
+  bool strided;
+};
+void PrintTo(const StepPath& path, std::ostream* os) { *os << path.name; }
+
+torch::Tensor MakeParam(const torch::Tensor& init, const StepPath& path) {
+  const torch::Device device = path.cuda ? torch::kCUDA : torch::kCPU;
+  if (!path.strided) return init.to(device).clone().requires_grad_();
+  auto base = torch::zeros({init.numel() * 2}, torch::TensorOptions().device(device));
   auto view = base.slice(0, 0, init.numel() * 2, 2);
   view.copy_(init);
   auto p = view.detach().requires_grad_();
@@ -51,7 +61,7 @@ torch::Tensor MakeParam(const torch::Tensor& init, bool strided) {
 
 void ExpectClose(const torch::Tensor& actual, const torch::Tensor& expected,
                  const std::string& where) {
-  auto a = actual.detach().contiguous();
+  auto a = actual.detach().cpu().contiguous();
   auto e = expected.contiguous();
   ASSERT_EQ(a.numel(), e.numel());
   for (int64_t i = 0; i < a.numel(); ++i) {
@@ -60,7 +70,22 @@ void ExpectClose(const torch::Tensor& actual, const torch::Tensor& expected,
   }
 }
 
-class GoldenTest : public ::testing::TestWithParam<bool> {};  // param: strided
+// The CUDA paths need a GPU; without one they are reported as skipped with
+// the reason, never passed.
+class GoldenTest : public ::testing::TestWithParam<StepPath> {
+ protected:
+  void SetUp() override {
+    if (!GetParam().cuda) return;
+    if (!torch::cuda::is_available()) {
+      GTEST_SKIP() << "no CUDA device here: the golden cases did not run on CUDA";
+    }
+    if (!GetParam().strided && !detail::CudaKernelsBuilt()) {
+      GTEST_SKIP() << "LibTorch has CUDA but madam_optim was built without its fused CUDA "
+                      "kernels (MADAM_OPTIM_CUDA, no nvcc?): the fused CUDA path did not run";
+    }
+  }
+  torch::Device device() const { return GetParam().cuda ? torch::kCUDA : torch::kCPU; }
+};
 
 TEST_P(GoldenTest, MadamMatchesReferenceTrajectory) {
   for (const auto& c : Golden()["cases"]) {
@@ -68,7 +93,7 @@ TEST_P(GoldenTest, MadamMatchesReferenceTrajectory) {
     auto p = MakeParam(FromJson(c["init"]), GetParam());
     Madam opt({p}, MadamOptions(c["lr"].get<double>()));
     for (size_t t = 0; t < c["grads"].size(); ++t) {
-      p.mutable_grad() = FromJson(c["grads"][t]);
+      p.mutable_grad() = FromJson(c["grads"][t]).to(device());
       opt.step();
       ExpectClose(p, FromJson(c["weights"][t]), c["name"].get<std::string>() + " step " +
                                                     std::to_string(t + 1));
@@ -86,10 +111,10 @@ TEST_P(GoldenTest, IntegerMadamMatchesReferenceLevelsAndWeights) {
                               .bits(c["bits"].get<int64_t>())
                               .init("nearest"));
     for (size_t t = 0; t < c["grads"].size(); ++t) {
-      p.mutable_grad() = FromJson(c["grads"][t]);
+      p.mutable_grad() = FromJson(c["grads"][t]).to(device());
       opt.step();
       const std::string where = c["name"].get<std::string>() + " step " + std::to_string(t + 1);
-      auto levels = DecodeLevels(opt.param_state(p)->levels());
+      auto levels = DecodeLevels(opt.param_state(p)->levels()).cpu();
       auto expected = c["levels"][t].get<std::vector<int>>();
       ASSERT_EQ(levels.numel(), static_cast<int64_t>(expected.size()));
       for (size_t i = 0; i < expected.size(); ++i) {
@@ -100,8 +125,12 @@ TEST_P(GoldenTest, IntegerMadamMatchesReferenceLevelsAndWeights) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(FusedAndEager, GoldenTest, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "Eager" : "Fused"; });
+INSTANTIATE_TEST_SUITE_P(EveryPath, GoldenTest,
+                         ::testing::Values(StepPath{"FusedCpu", false, false},
+                                           StepPath{"EagerCpu", false, true},
+                                           StepPath{"FusedCuda", true, false},
+                                           StepPath{"EagerCuda", true, true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(FastExpTest, AccurateAcrossRange) {
   double worst = 0;
@@ -141,8 +170,8 @@ struct KernelInputs {
   std::vector<int16_t> levels;
 };
 
-KernelInputs MakeKernelInputs(int64_t n, int64_t max_level) {
-  torch::manual_seed(42);
+KernelInputs MakeKernelInputs(int64_t n, int64_t max_level, uint64_t seed = 42) {
+  torch::manual_seed(seed);
   auto to_vec = [](const torch::Tensor& t) {
     auto c = t.contiguous();
     return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
@@ -155,7 +184,7 @@ KernelInputs MakeKernelInputs(int64_t n, int64_t max_level) {
   for (int64_t i = 0; i < n; ++i) in.levels.push_back(detail::EncodeLevel(k[i].item<float>()));
   const float specials_p[] = {0.0f, -0.0f, 25.0f, -25.0f, 1e-3f, -1e-30f};
   const float specials_g[] = {0.0f, 1e-30f, -1e-30f, 1e30f, -1e30f, 1e-20f};
-  for (int64_t i = 0; i < 6; ++i) {
+  for (int64_t i = 0; i < 6 && 13 * i + 2 < n; ++i) {
     in.p[7 * i] = specials_p[i];
     in.g[11 * i + 1] = specials_g[i];
     in.v[13 * i + 2] = 0.0f;
@@ -214,6 +243,182 @@ TEST(KernelTest, MadamKernelIsTheElementwiseMaths) {
     }
     EXPECT_EQ(std::memcmp(fused.p.data(), scalar.p.data(), 4 * n), 0) << "lr " << lr;
     EXPECT_EQ(std::memcmp(fused.v.data(), scalar.v.data(), 4 * n), 0) << "lr " << lr;
+  }
+}
+
+// Tensor sizes for the multi-tensor CUDA tests: around the kernel's chunk
+// (one, several, a remainder of one) and small ones, `count` in all.
+std::vector<int64_t> CudaTestSizes(int count) {
+  const int64_t chunk = detail::kCudaChunk;
+  const int64_t pattern[] = {1, 7, chunk - 1, chunk, chunk + 1, 3 * chunk + 17, 333, 2 * chunk};
+  std::vector<int64_t> sizes;
+  for (int i = 0; i < count; ++i) sizes.push_back(pattern[i % 8] + (i / 8) * 5);
+  return sizes;
+}
+
+// Per tensor scalars that differ, so a block that picked the wrong tensor's
+// slot would give other numbers.
+detail::MadamStepArgs MadamArgsFor(int i, float lr) {
+  return {{0.999f, 0.001f, 0.1f + 0.02f * static_cast<float>(i), 10.0f}, -lr,
+          1.5f + 0.1f * static_cast<float>(i)};
+}
+detail::IntegerMadamStepArgs IntegerMadamArgsFor(int i) {
+  return {{0.999f, 0.001f, 0.1f + 0.02f * static_cast<float>(i), 10.0f},
+          static_cast<float>(1 + i % 7), -0.001f, 1.0f + 0.1f * static_cast<float>(i), 4095.0f};
+}
+
+// The CUDA kernels' work split and per-thread code (detail/cuda_plan.h), run
+// on the CPU for every block and thread of a full batch: each element is
+// stepped exactly once (a second step would change v) and gives the CPU
+// kernel's bits, for every tensor with its own scalars.
+TEST(CudaPlanTest, EveryThreadOfALaunchStepsItsElementsOnceWithTheCpuBits) {
+  const auto sizes = CudaTestSizes(detail::kCudaMaxSlots);
+  std::vector<KernelInputs> sim, cpu;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    sim.push_back(MakeKernelInputs(sizes[i], 4095, 100 + i));
+    cpu.push_back(sim.back());
+  }
+  auto run_grid = [](const auto& kernel_batch, int64_t blocks, auto thread_fn) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int t = 0; t < detail::kCudaThreads; ++t) thread_fn(kernel_batch, b, t);
+    }
+  };
+  for (float lr : {0.01f, 0.5f}) {
+    SCOPED_TRACE("Madam lr " + std::to_string(lr));
+    auto sim_madam = sim, cpu_madam = cpu;
+    detail::CudaBatch<detail::MadamStepArgs> batch;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      batch.slot[batch.count++] = {sim_madam[i].p.data(), sim_madam[i].g.data(),
+                                   sim_madam[i].v.data(), nullptr, sizes[i],
+                                   MadamArgsFor(static_cast<int>(i), lr)};
+      detail::MadamStep(cpu_madam[i].p.data(), cpu_madam[i].g.data(), cpu_madam[i].v.data(),
+                        sizes[i], MadamArgsFor(static_cast<int>(i), lr));
+    }
+    auto kernel_batch = std::make_unique<detail::CudaKernelBatch<detail::MadamStepArgs>>();
+    const int64_t blocks = detail::PlanCudaBatch(batch, *kernel_batch);
+    EXPECT_EQ(blocks, kernel_batch->first_block[batch.count]);
+    run_grid(*kernel_batch, blocks, detail::MadamCudaThread);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      ASSERT_EQ(sim_madam[i].p, cpu_madam[i].p) << "tensor " << i << " of " << sizes[i];
+      ASSERT_EQ(sim_madam[i].v, cpu_madam[i].v) << "tensor " << i << " of " << sizes[i];
+    }
+  }
+  SCOPED_TRACE("IntegerMadam");
+  detail::CudaBatch<detail::IntegerMadamStepArgs> batch;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    batch.slot[batch.count++] = {sim[i].p.data(), sim[i].g.data(), sim[i].v.data(),
+                                 sim[i].levels.data(), sizes[i],
+                                 IntegerMadamArgsFor(static_cast<int>(i))};
+    detail::IntegerMadamStep(cpu[i].p.data(), cpu[i].g.data(), cpu[i].v.data(),
+                             cpu[i].levels.data(), sizes[i],
+                             IntegerMadamArgsFor(static_cast<int>(i)));
+  }
+  auto kernel_batch = std::make_unique<detail::CudaKernelBatch<detail::IntegerMadamStepArgs>>();
+  const int64_t blocks = detail::PlanCudaBatch(batch, *kernel_batch);
+  run_grid(*kernel_batch, blocks, detail::IntegerMadamCudaThread);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(sim[i].p, cpu[i].p) << "tensor " << i << " of " << sizes[i];
+    ASSERT_EQ(sim[i].v, cpu[i].v) << "tensor " << i << " of " << sizes[i];
+    ASSERT_EQ(sim[i].levels, cpu[i].levels) << "tensor " << i << " of " << sizes[i];
+  }
+}
+
+torch::Tensor ToDevice(std::vector<float>& values, torch::Device device) {
+  return torch::from_blob(values.data(), {static_cast<int64_t>(values.size())}, torch::kFloat)
+      .to(device)
+      .clone();
+}
+
+template <typename T>
+std::vector<T> ToVector(const torch::Tensor& t) {
+  auto c = t.cpu().contiguous();
+  return std::vector<T>(c.data_ptr<T>(), c.data_ptr<T>() + c.numel());
+}
+
+// On a GPU: the real CUDA kernels, over more tensors than one launch holds,
+// give the CPU kernels' bits (-fmad=false, IEEE division and square root).
+TEST(CudaTest, FusedCudaKernelsGiveTheCpuKernelsBits) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no CUDA device here: the fused CUDA kernels were not run";
+  }
+  if (!detail::CudaKernelsBuilt()) {
+    GTEST_SKIP() << "LibTorch has CUDA but madam_optim was built without its fused CUDA kernels";
+  }
+  const torch::Device cuda(torch::kCUDA);
+  const auto sizes = CudaTestSizes(detail::kCudaMaxSlots + 9);  // two launches
+  for (int variant = 0; variant < 3; ++variant) {  // Madam lr 0.01, Madam lr 0.5, IntegerMadam
+    SCOPED_TRACE("variant " + std::to_string(variant));
+    std::vector<KernelInputs> cpu;
+    std::vector<torch::Tensor> p, g, v, k;
+    detail::CudaStepBatcher<detail::MadamStepArgs> madam;
+    detail::CudaStepBatcher<detail::IntegerMadamStepArgs> integer_madam;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const int n = static_cast<int>(i);
+      cpu.push_back(MakeKernelInputs(sizes[i], 4095, 200 + i));
+      KernelInputs& c = cpu.back();
+      p.push_back(ToDevice(c.p, cuda));
+      g.push_back(ToDevice(c.g, cuda));
+      v.push_back(ToDevice(c.v, cuda));
+      k.push_back(torch::from_blob(c.levels.data(), {sizes[i]}, torch::kShort).to(cuda).clone());
+      if (variant < 2) {
+        const auto args = MadamArgsFor(n, variant == 0 ? 0.01f : 0.5f);
+        madam.Add(p.back(), g.back(), v.back(), nullptr, args);
+        detail::MadamStep(c.p.data(), c.g.data(), c.v.data(), sizes[i], args);
+      } else {
+        integer_madam.Add(p.back(), g.back(), v.back(), &k.back(), IntegerMadamArgsFor(n));
+        detail::IntegerMadamStep(c.p.data(), c.g.data(), c.v.data(), c.levels.data(), sizes[i],
+                                 IntegerMadamArgsFor(n));
+      }
+    }
+    madam.Flush();
+    integer_madam.Flush();
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      ASSERT_EQ(ToVector<float>(p[i]), cpu[i].p) << "tensor " << i << " of " << sizes[i];
+      ASSERT_EQ(ToVector<float>(v[i]), cpu[i].v) << "tensor " << i << " of " << sizes[i];
+      ASSERT_EQ(ToVector<int16_t>(k[i]), cpu[i].levels) << "tensor " << i << " of " << sizes[i];
+    }
+  }
+}
+
+// On a GPU: whole optimisers on CUDA follow their CPU runs (sigma* is a
+// reduction, whose order differs by device, so weights agree to rounding).
+TEST(CudaTest, OptimisersOnCudaFollowTheirCpuRuns) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no CUDA device here: the optimisers were not run on CUDA";
+  }
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> init, grads;
+  for (int64_t n : CudaTestSizes(detail::kCudaMaxSlots + 3)) init.push_back(torch::randn({n}));
+  for (int t = 0; t < 5; ++t) {
+    for (const auto& w : init) grads.push_back(torch::randn(w.sizes()) * 0.1);
+  }
+  auto run = [&](torch::Device device, bool integer) {
+    std::vector<torch::Tensor> ps;
+    for (const auto& w : init) ps.push_back(w.to(device).clone().requires_grad_());
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (integer) {
+      opt = std::make_unique<IntegerMadam>(ps, IntegerMadamOptions(0.001).lr_factor(10).init("nearest"));
+    } else {
+      opt = std::make_unique<Madam>(ps, MadamOptions(0.05));
+    }
+    for (int t = 0; t < 5; ++t) {
+      for (size_t i = 0; i < ps.size(); ++i) {
+        ps[i].mutable_grad() = grads[t * init.size() + i].to(device);
+      }
+      opt->step();
+    }
+    std::vector<torch::Tensor> out;
+    for (const auto& q : ps) out.push_back(q.detach().cpu());
+    return out;
+  };
+  for (bool integer : {false, true}) {
+    const auto on_cpu = run(torch::kCPU, integer);
+    const auto on_cuda = run(torch::kCUDA, integer);
+    for (size_t i = 0; i < on_cpu.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(on_cuda[i], on_cpu[i], 1e-5, 1e-30))
+          << (integer ? "IntegerMadam" : "Madam") << " tensor " << i << ": max difference "
+          << (on_cuda[i] - on_cpu[i]).abs().max().item<double>();
+    }
   }
 }
 

@@ -29,6 +29,17 @@ struct IntegerMadamStepArgs {
   float max_level;    // 2^B - 1
 };
 
+// The float scalars of the normalised gradient, converted once per tensor.
+inline NormalisedGradArgs MakeNormalisedGradArgs(double beta, double g_bound,
+                                                 double bias_correction) {
+  NormalisedGradArgs args;
+  args.beta = static_cast<float>(beta);
+  args.one_minus_beta = static_cast<float>(1 - beta);
+  args.bias_correction = static_cast<float>(bias_correction);
+  args.g_bound = static_cast<float>(g_bound);
+  return args;
+}
+
 }  // namespace detail
 }  // namespace optim
 }  // namespace madam

@@ -19,6 +19,9 @@
 // second moment, 6 bytes in all. For B <= 15 the stored int16 equals k; for
 // B = 16 it holds k's unsigned 16-bit pattern (use levels() to read k).
 //
+// Steps are fused as Madam's are (madam.h): CPU kernels and, when built,
+// CUDA kernels, reading and writing each weight, level and second moment once.
+//
 // Thread-compatible like every torch optimiser: one thread steps it at a time.
 #pragma once
 
