@@ -26,7 +26,7 @@
 // that is a CPU pass), for tests/bench/cuda_check.sh.
 //
 // Prints one "RATIO" line per workload, e.g.
-//   RATIO resnet18-11M madam/adam 0.61 int_madam/adam 0.70 madam/floor 1.02 ...
+//   RATIO resnet18-11M madam/adam 0.312 int_madam/adam 0.498 ... madam/floor 1.277 ...
 //
 //   optim_bench [--quick] [--device cpu|cuda] [--threads N] [--rounds R] [--steps S] [--warmup W]
 //               [--only mlp|resnet18] [--clock cpu|wall] [--peer CMD]

@@ -27,7 +27,7 @@ if [[ -z "${NO_PEER:-}" ]]; then
 fi
 
 model="$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
-echo "machine: ${model:-unknown} ($(nproc) CPUs), $(uname -m)"
+echo "machine: ${model:-unknown} ($(getconf _NPROCESSORS_ONLN) CPUs), $(uname -m)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
