@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detail/cuda_step.h"
 #include "detail/kernels.h"
 #include "detail/state_key.h"
 
@@ -42,9 +43,13 @@ void IntegerMadamOptions::serialize(torch::serialize::InputArchive& archive) {
 double IntegerMadamOptions::get_lr() const { return base_lr() * lr_factor(); }
 
 void IntegerMadamOptions::set_lr(const double lr) {
-  // eta moves along the ladder's multiples: lower lr_factor, never below 1
-  // (a step smaller than one level would round to no step at all).
-  lr_factor(std::max(1.0, lr / base_lr()));
+  // A decay of B-bit Madam lowers eta toward eta0 and never below (eta0 <= eta,
+  // the paper's section 6; ARCHITECTURE.md section 1): the floor is this
+  // optimiser's to keep, whatever schedule calls it. (Below 1 a step smaller
+  // than one level would round to no step at all.) A NaN lr lands on the
+  // floor too.
+  const double factor = lr / base_lr();
+  lr_factor(factor >= 1.0 ? factor : 1.0);
 }
 
 bool operator==(const IntegerMadamParamState& lhs, const IntegerMadamParamState& rhs) {
@@ -70,8 +75,11 @@ void IntegerMadamParamState::serialize(torch::serialize::InputArchive& archive) 
 void ValidateOptions(const IntegerMadamOptions& o) {
   TORCH_CHECK(std::isfinite(o.base_lr()) && o.base_lr() > 0, "IntegerMadam: invalid base_lr ",
               o.base_lr(), " (must be finite and > 0)");
-  TORCH_CHECK(std::isfinite(o.lr_factor()) && o.lr_factor() > 0,
-              "IntegerMadam: invalid lr_factor ", o.lr_factor(), " (must be finite and > 0)");
+  TORCH_CHECK(std::isfinite(o.lr_factor()) && o.lr_factor() >= 1,
+              "IntegerMadam: invalid lr_factor ", o.lr_factor(),
+              " (must be finite and >= 1: the learning rate eta = base_lr * lr_factor = ",
+              o.base_lr() * o.lr_factor(), " may not fall below base_lr ", o.base_lr(),
+              ", as eta0 <= eta in the paper, section 6)");
   TORCH_CHECK(o.bits() >= 1 && o.bits() <= 16, "IntegerMadam: invalid bits ", o.bits(),
               " (must be in 1..16)");
   TORCH_CHECK(std::isfinite(o.p_scale()) && o.p_scale() > 0, "IntegerMadam: invalid p_scale ",
@@ -124,7 +132,8 @@ torch::Tensor InitialLevels(const torch::Tensor& p, const IntegerMadamOptions& o
   return EncodeLevels(k);
 }
 
-// The same maths as the fused kernel, as tensor ops (CUDA, double, strided).
+// The same maths as the fused kernels, as tensor ops: for double and strided
+// tensors, and CUDA tensors where the CUDA kernels are not built.
 void EagerStep(torch::Tensor& p, const torch::Tensor& grad, IntegerMadamParamState& state,
                const IntegerMadamOptions& options, double bias_correction) {
   auto& v = state.exp_avg_sq();
@@ -140,20 +149,22 @@ void EagerStep(torch::Tensor& p, const torch::Tensor& grad, IntegerMadamParamSta
   p.copy_(sign * state.max() * torch::exp(-options.base_lr() * k));
 }
 
-bool CanFuse(const torch::Tensor& p, const torch::Tensor& grad,
-             const IntegerMadamParamState& state) {
+bool CanFuseCpu(const torch::Tensor& p, const torch::Tensor& grad,
+                const IntegerMadamParamState& state) {
   return p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
          grad.scalar_type() == torch::kFloat && p.is_contiguous() &&
          state.exp_avg_sq().is_contiguous() && state.levels().is_contiguous() &&
          grad.sizes() == p.sizes();
 }
 
-detail::NormalisedGradArgs GradArgs(const IntegerMadamOptions& options, double bias_correction) {
-  detail::NormalisedGradArgs args;
-  args.beta = static_cast<float>(options.beta());
-  args.one_minus_beta = static_cast<float>(1 - options.beta());
-  args.bias_correction = static_cast<float>(bias_correction);
-  args.g_bound = static_cast<float>(options.g_bound());
+detail::IntegerMadamStepArgs StepArgs(const IntegerMadamOptions& options, double bias_correction,
+                                      double sigma) {
+  detail::IntegerMadamStepArgs args;
+  args.grad = detail::MakeNormalisedGradArgs(options.beta(), options.g_bound(), bias_correction);
+  args.lr_factor = static_cast<float>(options.lr_factor());
+  args.neg_base_lr = static_cast<float>(-options.base_lr());
+  args.sigma = static_cast<float>(sigma);
+  args.max_level = static_cast<float>(options.max_level());
   return args;
 }
 
@@ -166,8 +177,13 @@ torch::Tensor IntegerMadam::step(LossClosure closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  // CUDA tensors are queued and stepped a batch at a time (detail/cuda_step.h).
+  detail::CudaStepBatcher<detail::IntegerMadamStepArgs> cuda;
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const IntegerMadamOptions&>(group.options());
+    // Options can change after construction (add_param_group, a direct
+    // setter): check them where they are used; a few comparisons per group.
+    ValidateOptions(options);
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       const auto& grad = p.grad();
@@ -192,23 +208,23 @@ torch::Tensor IntegerMadam::step(LossClosure closure) {
       const double bias_correction =
           1 - std::pow(options.beta(), static_cast<double>(state.step()));
 
-      if (CanFuse(p, grad, state)) {
+      if (CanFuseCpu(p, grad, state)) {
         const auto g = grad.contiguous();
-        detail::IntegerMadamStepArgs args;
-        args.grad = GradArgs(options, bias_correction);
-        args.lr_factor = static_cast<float>(options.lr_factor());
-        args.neg_base_lr = static_cast<float>(-options.base_lr());
-        args.sigma = static_cast<float>(state.max());
-        args.max_level = static_cast<float>(options.max_level());
         detail::IntegerMadamStep(p.data_ptr<float>(), g.data_ptr<float>(),
                                  state.exp_avg_sq().data_ptr<float>(),
-                                 state.levels().data_ptr<int16_t>(), p.numel(), args);
+                                 state.levels().data_ptr<int16_t>(), p.numel(),
+                                 StepArgs(options, bias_correction, state.max()));
+        p.unsafeGetTensorImpl()->bump_version();
+      } else if (detail::CanFuseCuda(p, grad, state.exp_avg_sq(), &state.levels())) {
+        cuda.Add(p, grad, state.exp_avg_sq(), &state.levels(),
+                 StepArgs(options, bias_correction, state.max()));
         p.unsafeGetTensorImpl()->bump_version();
       } else {
         EagerStep(data, grad, state, options, bias_correction);
       }
     }
   }
+  cuda.Flush();
   return loss;
 }
 

@@ -2,8 +2,23 @@
 
 #include <ATen/Parallel.h>
 
-#include <cmath>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+
+#include "detail/elementwise.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MADAM_OPTIM_X86_KERNELS 1
+// GCC and clang compile a function for the instruction set its target
+// attribute names and inline the always-inline maths into it, so each
+// wrapper below is the same loop vectorised at that width.
+#define MADAM_OPTIM_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,avx,fma,bmi,bmi2")))
+#define MADAM_OPTIM_TARGET_AVX2 __attribute__((target("avx2,avx,fma,bmi,bmi2")))
+#else
+#define MADAM_OPTIM_X86_KERNELS 0
+#endif
 
 namespace madam {
 namespace optim {
@@ -12,117 +27,159 @@ namespace {
 
 // Elements per parallel task: large enough that thread start-up is noise.
 constexpr int64_t kGrainSize = 1 << 15;
+// Elements per two-pass block: p, g, v and the block's buffer, 4 KiB in
+// all, stay in L1 between the passes.
+constexpr int64_t kBlock = 256;
 
-// Rounds to the nearest integer, ties to even, for |x| < 2^22: adding and
-// subtracting 1.5 * 2^23 leaves the rounded value (the FPU's default mode is
-// round-to-nearest-even). Unlike nearbyint this vectorises on plain SSE2.
-inline float RoundHalfEven(float x) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  return (x + kMagic) - kMagic;
+template <bool kSmall>
+MADAM_OPTIM_ELEMENTWISE void MadamBlock(float* __restrict p, const float* __restrict g,
+                                        float* __restrict v, int64_t n, const MadamStepArgs& a) {
+  alignas(64) float exponent[kBlock];
+  for (int64_t i = 0; i < n; ++i) exponent[i] = MadamExponent(p[i], g[i], v[i], a);
+  for (int64_t i = 0; i < n; ++i) p[i] = MadamWeight<kSmall>(p[i], exponent[i], a.max);
 }
 
-// exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2];
-// exp(r) by a degree-6 polynomial (Cephes expf coefficients). Branch-free so
-// the loops below vectorise.
-inline float ExpInline(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;
-  constexpr float kLn2Lo = -2.12194440e-4f;
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float n = RoundHalfEven(x * kLog2e);
-  float r = x - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * (r * r) + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-
-inline float Sign(float p) { return p > 0.0f ? 1.0f : (p < 0.0f ? -1.0f : 0.0f); }
-
-// g_hat = g / sqrt(v / (1 - beta^t)), after v's update; NaN -> 0, clamped.
-inline float NormalisedGrad(float g, float* v, const NormalisedGradArgs& a) {
-  const float v_new = a.beta * *v + a.one_minus_beta * (g * g);
-  *v = v_new;
-  float g_hat = g / std::sqrt(v_new / a.bias_correction);
-  g_hat = g_hat != g_hat ? 0.0f : g_hat;
-  g_hat = g_hat > a.g_bound ? a.g_bound : g_hat;
-  g_hat = g_hat < -a.g_bound ? -a.g_bound : g_hat;
-  return g_hat;
-}
-
-__attribute__((target_clones("avx2", "default")))
-void MadamRange(float* __restrict p, const float* __restrict g, float* __restrict v, int64_t begin,
-                int64_t end, MadamStepArgs a) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float g_hat = NormalisedGrad(g[i], &v[i], a.grad);
-    const float s = Sign(p[i]);
-    float w = p[i] * ExpInline((a.neg_lr * g_hat) * s);
-    w = w > a.max ? a.max : w;
-    w = w < -a.max ? -a.max : w;
-    p[i] = w;
+MADAM_OPTIM_ELEMENTWISE void MadamLoop(float* p, const float* g, float* v, int64_t begin,
+                                       int64_t end, const MadamStepArgs& a) {
+  // |exponent| <= eta * g_bound: when that is small, exp needs no range
+  // reduction (elementwise.h, ExpSmall), and gives the same bits.
+  const bool small = -a.neg_lr * a.grad.g_bound <= kSmallExpBound;
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t n = std::min(kBlock, end - b);
+    if (small) {
+      MadamBlock<true>(p + b, g + b, v + b, n, a);
+    } else {
+      MadamBlock<false>(p + b, g + b, v + b, n, a);
+    }
   }
 }
 
-__attribute__((target_clones("avx2", "default")))
-void IntegerMadamRange(float* __restrict p, const float* __restrict g, float* __restrict v,
-                       int16_t* __restrict levels, int64_t begin, int64_t end,
-                       IntegerMadamStepArgs a) {
-  // Bound the level step before rounding so RoundHalfEven stays exact; any
-  // step this large saturates the ladder anyway.
-  constexpr float kMaxStep = 1 << 20;
-  for (int64_t i = begin; i < end; ++i) {
-    const float g_hat = NormalisedGrad(g[i], &v[i], a.grad);
-    const float s = Sign(p[i]);
-    float step = g_hat * a.lr_factor;
-    step = step > kMaxStep ? kMaxStep : step;
-    step = step < -kMaxStep ? -kMaxStep : step;
-    float k = static_cast<float>(static_cast<uint16_t>(levels[i]));
-    k = k + RoundHalfEven(step) * s;
-    k = k < 0.0f ? 0.0f : k;
-    k = k > a.max_level ? a.max_level : k;
-    levels[i] = static_cast<int16_t>(static_cast<uint16_t>(static_cast<int32_t>(k)));
-    p[i] = (s * a.sigma) * ExpInline(a.neg_base_lr * k);
+MADAM_OPTIM_ELEMENTWISE void IntegerMadamBlock(float* __restrict p, const float* __restrict g,
+                                               float* __restrict v, int16_t* __restrict levels,
+                                               int64_t n, const IntegerMadamStepArgs& a) {
+  alignas(64) float k[kBlock];
+  for (int64_t i = 0; i < n; ++i) {
+    k[i] = IntegerMadamLevel(p[i], g[i], v[i], levels[i], a);
+    levels[i] = EncodeLevel(k[i]);
+  }
+  for (int64_t i = 0; i < n; ++i) p[i] = LadderWeight(p[i], k[i], a.neg_base_lr, a.sigma);
+}
+
+MADAM_OPTIM_ELEMENTWISE void IntegerMadamLoop(float* p, const float* g, float* v, int16_t* levels,
+                                              int64_t begin, int64_t end,
+                                              const IntegerMadamStepArgs& a) {
+  for (int64_t b = begin; b < end; b += kBlock) {
+    IntegerMadamBlock(p + b, g + b, v + b, levels + b, std::min(kBlock, end - b), a);
   }
 }
 
-__attribute__((target_clones("avx2", "default")))
-void ApplyLevelsRange(float* __restrict p, const int16_t* __restrict levels, int64_t begin,
-                      int64_t end, float neg_base_lr, float sigma) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float k = static_cast<float>(static_cast<uint16_t>(levels[i]));
-    p[i] = (Sign(p[i]) * sigma) * ExpInline(neg_base_lr * k);
+using MadamRangeFn = void (*)(float*, const float*, float*, int64_t, int64_t,
+                              const MadamStepArgs&);
+using IntegerMadamRangeFn = void (*)(float*, const float*, float*, int16_t*, int64_t, int64_t,
+                                     const IntegerMadamStepArgs&);
+
+struct Kernels {
+  MadamRangeFn madam;
+  IntegerMadamRangeFn integer_madam;
+};
+
+// One set of range kernels per instruction set, each the same loops.
+#define MADAM_OPTIM_DEFINE_KERNELS(Suffix, Target)                                                \
+  Target void MadamRange##Suffix(float* p, const float* g, float* v, int64_t begin, int64_t end,  \
+                                 const MadamStepArgs& a) {                                        \
+    MadamLoop(p, g, v, begin, end, a);                                                            \
+  }                                                                                               \
+  Target void IntegerMadamRange##Suffix(float* p, const float* g, float* v, int16_t* levels,      \
+                                        int64_t begin, int64_t end,                               \
+                                        const IntegerMadamStepArgs& a) {                          \
+    IntegerMadamLoop(p, g, v, levels, begin, end, a);                                             \
+  }                                                                                               \
+  constexpr Kernels k##Suffix##Kernels = {&MadamRange##Suffix, &IntegerMadamRange##Suffix};
+
+MADAM_OPTIM_DEFINE_KERNELS(Baseline, )
+#if MADAM_OPTIM_X86_KERNELS
+MADAM_OPTIM_DEFINE_KERNELS(Avx2, MADAM_OPTIM_TARGET_AVX2)
+MADAM_OPTIM_DEFINE_KERNELS(Avx512, MADAM_OPTIM_TARGET_AVX512)
+#endif
+
+const Kernels& KernelsFor(Isa isa) {
+#if MADAM_OPTIM_X86_KERNELS
+  if (isa == Isa::kAvx512) return kAvx512Kernels;
+  if (isa == Isa::kAvx2) return kAvx2Kernels;
+#endif
+  (void)isa;
+  return kBaselineKernels;
+}
+
+Isa ChooseIsa() {
+  Isa best = Isa::kBaseline;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (CpuSupports(isa)) best = isa;
   }
+  if (const char* wanted = std::getenv("MADAM_OPTIM_ISA")) {
+    for (Isa isa : {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512}) {
+      if (std::strcmp(wanted, IsaName(isa)) == 0 && CpuSupports(isa) &&
+          static_cast<int>(isa) <= static_cast<int>(best)) {
+        best = isa;
+      }
+    }
+  }
+  return best;
 }
 
 }  // namespace
 
-float FastExp(float x) { return ExpInline(x); }
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kBaseline:
+      break;
+  }
+  return "baseline";
+}
 
-void MadamStep(float* p, const float* g, float* v, int64_t n, const MadamStepArgs& args) {
+bool CpuSupports(Isa isa) {
+  switch (isa) {
+    case Isa::kBaseline:
+      return true;
+#if MADAM_OPTIM_X86_KERNELS
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("bmi2");
+    case Isa::kAvx512:
+      return CpuSupports(Isa::kAvx2) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl");
+#else
+    default:
+      return false;
+#endif
+  }
+  return false;
+}
+
+Isa ActiveIsa() {
+  static const Isa isa = ChooseIsa();
+  return isa;
+}
+
+float FastExp(float x) { return Exp(x); }
+
+void MadamStep(float* p, const float* g, float* v, int64_t n, const MadamStepArgs& args, Isa isa) {
+  const MadamRangeFn range = KernelsFor(isa).madam;
   at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-    MadamRange(p, g, v, begin, end, args);
+    range(p, g, v, begin, end, args);
   });
 }
 
 void IntegerMadamStep(float* p, const float* g, float* v, int16_t* levels, int64_t n,
-                      const IntegerMadamStepArgs& args) {
+                      const IntegerMadamStepArgs& args, Isa isa) {
+  const IntegerMadamRangeFn range = KernelsFor(isa).integer_madam;
   at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-    IntegerMadamRange(p, g, v, levels, begin, end, args);
-  });
-}
-
-void ApplyLevels(float* p, const int16_t* levels, int64_t n, float neg_base_lr, float sigma) {
-  at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-    ApplyLevelsRange(p, levels, begin, end, neg_base_lr, sigma);
+    range(p, g, v, levels, begin, end, args);
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "detail/cuda_step.h"
 #include "detail/kernels.h"
 #include "detail/state_key.h"
 
@@ -75,8 +76,9 @@ Madam::Madam(std::vector<torch::Tensor> params, MadamOptions defaults)
 
 namespace {
 
-// The same maths as the fused kernel, as tensor ops: for CUDA, double and
-// strided tensors. Operation order follows the reference implementation.
+// The same maths as the fused kernels, as tensor ops: for double and strided
+// tensors, and CUDA tensors where the CUDA kernels are not built. Operation
+// order follows the reference implementation.
 void EagerStep(torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& v, double beta,
                double bias_correction, double lr, double g_bound, double max) {
   v.mul_(beta).add_(grad * grad, 1 - beta);
@@ -86,10 +88,19 @@ void EagerStep(torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& v, do
   p.clamp_(-max, max);
 }
 
-bool CanFuse(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& v) {
+bool CanFuseCpu(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& v) {
   return p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
          grad.scalar_type() == torch::kFloat && p.is_contiguous() && v.is_contiguous() &&
          grad.sizes() == p.sizes();
+}
+
+detail::MadamStepArgs StepArgs(const MadamOptions& options, double bias_correction,
+                               double max) {
+  detail::MadamStepArgs args;
+  args.grad = detail::MakeNormalisedGradArgs(options.beta(), options.g_bound(), bias_correction);
+  args.neg_lr = static_cast<float>(-options.lr());
+  args.max = static_cast<float>(max);
+  return args;
 }
 
 }  // namespace
@@ -101,8 +112,13 @@ torch::Tensor Madam::step(LossClosure closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  // CUDA tensors are queued and stepped a batch at a time (detail/cuda_step.h).
+  detail::CudaStepBatcher<detail::MadamStepArgs> cuda;
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const MadamOptions&>(group.options());
+    // Options can change after construction (add_param_group, a direct
+    // setter): check them where they are used; a few comparisons per group.
+    ValidateOptions(options);
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       const auto& grad = p.grad();
@@ -123,19 +139,15 @@ torch::Tensor Madam::step(LossClosure closure) {
       const double bias_correction = 1 - std::pow(beta, static_cast<double>(state.step()));
       auto& v = state.exp_avg_sq();
 
-      if (CanFuse(p, grad, v)) {
+      if (CanFuseCpu(p, grad, v)) {
         const auto g = grad.contiguous();
-        detail::MadamStepArgs args;
-        args.grad.beta = static_cast<float>(beta);
-        args.grad.one_minus_beta = static_cast<float>(1 - beta);
-        args.grad.bias_correction = static_cast<float>(bias_correction);
-        args.grad.g_bound = static_cast<float>(options.g_bound());
-        args.neg_lr = static_cast<float>(-options.lr());
-        args.max = static_cast<float>(state.max());
         detail::MadamStep(p.data_ptr<float>(), g.data_ptr<float>(), v.data_ptr<float>(),
-                          p.numel(), args);
+                          p.numel(), StepArgs(options, bias_correction, state.max()));
         // Raw writes bypass autograd's version counter; bump it as an
         // in-place op would, so stale saved tensors are still detected.
+        p.unsafeGetTensorImpl()->bump_version();
+      } else if (detail::CanFuseCuda(p, grad, v)) {
+        cuda.Add(p, grad, v, nullptr, StepArgs(options, bias_correction, state.max()));
         p.unsafeGetTensorImpl()->bump_version();
       } else {
         auto data = p.detach();
@@ -144,6 +156,7 @@ torch::Tensor Madam::step(LossClosure closure) {
       }
     }
   }
+  cuda.Flush();
   return loss;
 }
 

@@ -1,55 +1,57 @@
 // Fused CPU kernels for one optimiser step over a contiguous float32 tensor.
 //
-// Each kernel is one pass over memory: the second-moment update, the
-// normalised gradient and the multiplicative (or level) update happen per
-// element, vectorised by the compiler (kernels.cc is built with -O3 and
-// cloned for AVX2), and split across threads with at::parallel_for. The
-// arithmetic follows the reference implementation's operation order, so
-// results match the eager tensor-op path to within exp()'s rounding.
+// Each kernel is one pass over memory (one read of p, g, v and the levels,
+// one write of each): the second-moment update, the normalised gradient and
+// the multiplicative (or level) update happen per element, split across
+// threads with at::parallel_for. Within a thread the range is cut into
+// blocks that stay in L1: a first pass over a block does the divisions and
+// square roots, a second the exps, so that the two long dependency chains
+// of an element overlap across many elements instead of queueing behind one
+// another.
+//
+// The loops are vectorised by the compiler once per instruction set: AVX-512
+// (16 floats), AVX2 (8) and the build's baseline (SSE2 on x86-64, NEON on
+// arm64); the widest the CPU supports is chosen at run time. The maths is
+// elementwise.h's, so every instruction set gives bit-identical results.
 //
 // Torch-free on purpose: raw pointers in, no tensors, so this header is cheap.
 #pragma once
 
 #include <cstdint>
 
+#include "detail/step_args.h"
+
 namespace madam {
 namespace optim {
 namespace detail {
 
-struct NormalisedGradArgs {
-  float beta;                // second-moment decay
-  float one_minus_beta;
-  float bias_correction;     // 1 - beta^t
-  float g_bound;             // clamp on g_hat
-};
+enum class Isa { kBaseline, kAvx2, kAvx512 };
 
-struct MadamStepArgs {
-  NormalisedGradArgs grad;
-  float neg_lr;              // -eta
-  float max;                 // sigma*
-};
+// "baseline", "avx2" or "avx512".
+const char* IsaName(Isa isa);
+
+// Whether this build has kernels for `isa` and this CPU can run them.
+bool CpuSupports(Isa isa);
+
+// The instruction set the kernels use unless told otherwise: the widest the
+// CPU supports, or, when the environment variable MADAM_OPTIM_ISA names a
+// narrower supported one ("baseline", "avx2"), that (for benchmarks and
+// troubleshooting). Chosen once per process.
+Isa ActiveIsa();
 
 // p <- clamp(p * exp(-lr * g_hat * sign(p)), +-max); updates v in place.
-void MadamStep(float* p, const float* g, float* v, int64_t n, const MadamStepArgs& args);
-
-struct IntegerMadamStepArgs {
-  NormalisedGradArgs grad;
-  float lr_factor;           // eta / eta0
-  float neg_base_lr;         // -eta0
-  float sigma;               // sigma*
-  float max_level;           // 2^B - 1
-};
+// REQUIRES: CpuSupports(isa).
+void MadamStep(float* p, const float* g, float* v, int64_t n, const MadamStepArgs& args,
+               Isa isa = ActiveIsa());
 
 // k <- clamp(k + round(g_hat * lr_factor) * sign(p), 0, max_level);
 // p <- sign(p) * sigma * exp(-eta0 * k). `levels` holds k's 16-bit pattern.
+// REQUIRES: CpuSupports(isa).
 void IntegerMadamStep(float* p, const float* g, float* v, int16_t* levels, int64_t n,
-                      const IntegerMadamStepArgs& args);
+                      const IntegerMadamStepArgs& args, Isa isa = ActiveIsa());
 
-// p <- sign(p) * sigma * exp(-eta0 * k): puts every weight on its ladder.
-void ApplyLevels(float* p, const int16_t* levels, int64_t n, float neg_base_lr, float sigma);
-
-// exp(x) for float, accurate to about 2 ulp for x in [-87, 88]; inputs
-// outside are clamped to that range. Exposed for tests.
+// exp(x) for float as the kernels compute it (elementwise.h): about 2 ulp
+// for x in [-87, 88]; inputs outside are clamped to that range. For tests.
 float FastExp(float x);
 
 }  // namespace detail

@@ -19,6 +19,9 @@
 // second moment, 6 bytes in all. For B <= 15 the stored int16 equals k; for
 // B = 16 it holds k's unsigned 16-bit pattern (use levels() to read k).
 //
+// Steps are fused as Madam's are (madam.h): CPU kernels and, when built,
+// CUDA kernels, reading and writing each weight, level and second moment once.
+//
 // Thread-compatible like every torch optimiser: one thread steps it at a time.
 #pragma once
 
@@ -37,7 +40,7 @@ struct IntegerMadamOptions
     : public torch::optim::OptimizerCloneableOptions<IntegerMadamOptions> {
   IntegerMadamOptions(double base_lr = 0.001);  // NOLINT: implicit, as torch's options are
   TORCH_ARG(double, base_lr) = 0.001;   // eta0: the ladder's spacing in log space
-  TORCH_ARG(double, lr_factor) = 10.0;  // eta / eta0 (the lr scheduler lowers it toward 1)
+  TORCH_ARG(double, lr_factor) = 10.0;  // eta / eta0 >= 1 (a decay lowers it toward 1)
   TORCH_ARG(int64_t, bits) = 12;        // B, 1..16
   TORCH_ARG(double, p_scale) = 3.0;
   TORCH_ARG(double, g_bound) = 10.0;
@@ -50,7 +53,9 @@ struct IntegerMadamOptions
   friend bool operator==(const IntegerMadamOptions& lhs, const IntegerMadamOptions& rhs);
   ~IntegerMadamOptions() override = default;
   // The effective learning rate eta = base_lr * lr_factor. set_lr changes
-  // lr_factor (so a scheduler decays eta toward eta0), never base_lr.
+  // lr_factor, never base_lr, and floors it at 1: a scheduler decays eta
+  // toward eta0 and never below (eta0 <= eta, the paper's section 6), so
+  // callers need no floor of their own.
   double get_lr() const override;
   void set_lr(const double lr) override;
   int64_t max_level() const { return (int64_t{1} << bits()) - 1; }
@@ -96,7 +101,8 @@ class IntegerMadam : public torch::optim::Optimizer {
 // k as an int32 tensor (on the levels' device), decoding the 16-bit pattern.
 torch::Tensor DecodeLevels(const torch::Tensor& stored_levels);
 
-// Throws c10::Error naming the first out-of-range option.
+// Throws c10::Error naming the first out-of-range option; lr_factor < 1
+// (eta below eta0) is out of range, and its message names base_lr too.
 void ValidateOptions(const IntegerMadamOptions& options);
 
 }  // namespace optim

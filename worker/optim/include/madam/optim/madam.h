@@ -14,10 +14,13 @@
 //   madam::optim::Madam opt(model->parameters(), madam::optim::MadamOptions(0.01));
 //   loss.backward(); opt.step();
 //
-// On CPU float32 contiguous tensors a step is one fused, vectorised and
-// parallel pass per tensor; other tensors (CUDA, double, strided) take the
-// same maths as tensor ops. Thread-compatible like every torch optimiser:
-// one thread steps it at a time.
+// Contiguous float32 tensors take a fused step: on the CPU one vectorised
+// (AVX-512 or AVX2, chosen at run time) and parallel pass per tensor; on CUDA,
+// when the library was built with its CUDA kernels, one multi-tensor kernel
+// per 32 tensors of a device. Both read p, g and v once and write p and v
+// once, and give the same bits. Other tensors (double, strided, or CUDA
+// without the kernels) take the same maths as tensor ops. Thread-compatible
+// like every torch optimiser: one thread steps it at a time.
 #pragma once
 
 #include <torch/optim/optimizer.h>
