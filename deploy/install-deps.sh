@@ -22,6 +22,8 @@ packages+=(
   # observability integration tests: a real Prometheus (and promtool), headless
   # Chromium for the dashboard, and a font for its screenshots
   prometheus chromium fonts-dejavu-core
+  # the CPU-scale language model's corpus (tools/make_kjv_corpus.py)
+  bible-kjv bible-kjv-text
   # deployment checks (deploy/lint.sh) and the network-namespace test
   shellcheck systemd iproute2 python3-yaml python3-kubernetes
 )
@@ -33,14 +35,22 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-echo "install-deps: installing ${missing[*]}"
 sudo_cmd=()
 if ((EUID != 0)); then sudo_cmd=(sudo); fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The kjv-transformer task's corpus, converted from bible-kjv-text once
+# (a few seconds; the same bytes every time, tests/integration/kjv_corpus_test.sh).
+kjv_dir=/usr/local/share/madam/kjv-lm
+if [[ ! -s "$kjv_dir/wiki.test.tokens" ]]; then
+  echo "install-deps: writing the King James corpus to $kjv_dir"
+  "${sudo_cmd[@]}" python3 "$here/../tools/make_kjv_corpus.py" --out "$kjv_dir" \
+    --vocab 5000 --train-every 4
+fi

@@ -13,6 +13,10 @@ std::unique_ptr<Task> MakeCifar10ResNet18Task();
 std::unique_ptr<Task> MakeCifar100ResNet18Task();
 std::unique_ptr<Task> MakeImageNetResNet50Task();
 std::unique_ptr<Task> MakeWikiTextTransformerTask();
+std::unique_ptr<Task> MakeKjvTransformerTask();
+
+// Where deploy/install-deps.sh writes the King James corpus.
+inline constexpr const char* kKjvCorpusDir = "/usr/local/share/madam/kjv-lm";
 std::unique_ptr<Task> MakeFashionMnistMlpTask();
 std::unique_ptr<Task> MakeFashionMnistCnnTask();
 std::unique_ptr<Task> MakeSyntheticMlpTask();

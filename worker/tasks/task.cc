@@ -16,6 +16,7 @@ const std::vector<std::pair<std::string_view, Factory>>& Registry() {
       {"cifar100-resnet18", &MakeCifar100ResNet18Task},
       {"imagenet-resnet50", &MakeImageNetResNet50Task},
       {"wikitext2-transformer", &MakeWikiTextTransformerTask},
+      {"kjv-transformer", &MakeKjvTransformerTask},
       {"fmnist-mlp", &MakeFashionMnistMlpTask},
       {"fmnist-cnn", &MakeFashionMnistCnnTask},
       {"synthetic-mlp", &MakeSyntheticMlpTask},

@@ -28,12 +28,17 @@ torch::Tensor Batchify(const torch::Tensor& stream, int64_t width, const char* s
 
 class WikiTextTransformerTask final : public Task {
  public:
+  // `default_dir`: where the corpus is when --data-dir is not given (empty:
+  // --data-dir is required).
+  WikiTextTransformerTask(std::string name, std::string default_dir)
+      : name_(std::move(name)), default_dir_(std::move(default_dir)) {}
+
   void Prepare(const RunConfig& config, const TaskContext& context) override {
     config_ = config;
     device_ = context.device;
-    const std::string& dir = context.data_dir;
+    const std::string dir = context.data_dir.empty() ? default_dir_ : context.data_dir;
     if (dir.empty()) {
-      throw RunError("wikitext2-transformer needs --data-dir: a directory with wiki.train.tokens, "
+      throw RunError(name_ + " needs --data-dir: a directory with wiki.train.tokens, "
                      "wiki.valid.tokens and wiki.test.tokens");
     }
     corpus_ = context.cache->GetOrLoad<LanguageData>("wikitext|" + dir, [&] {
@@ -104,6 +109,8 @@ class WikiTextTransformerTask final : public Task {
     return std::min(config_.bptt, source.size(0) - 1 - i);
   }
 
+  const std::string name_;
+  const std::string default_dir_;
   RunConfig config_;
   torch::Device device_{torch::kCPU};
   std::shared_ptr<const LanguageData> corpus_;
@@ -114,7 +121,13 @@ class WikiTextTransformerTask final : public Task {
 }  // namespace
 
 std::unique_ptr<Task> MakeWikiTextTransformerTask() {
-  return std::make_unique<WikiTextTransformerTask>();
+  return std::make_unique<WikiTextTransformerTask>("wikitext2-transformer", "");
+}
+
+// The CPU-scale language model: the same model code on the King James Bible
+// that deploy/install-deps.sh converts (tools/make_kjv_corpus.py).
+std::unique_ptr<Task> MakeKjvTransformerTask() {
+  return std::make_unique<WikiTextTransformerTask>("kjv-transformer", kKjvCorpusDir);
 }
 
 }  // namespace madam::worker

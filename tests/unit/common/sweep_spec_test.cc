@@ -905,7 +905,7 @@ TEST(SweepRecipeTest, ARecipeMilestoneBeyondAShorterRunSaysWhereItComesFrom) {
 TEST(SweepRecipeTest, AParameterMustApplyToSomeRun) {
   std::string error = ErrorOf(std::string(kBase) + "params: {optimizer: sgd, bptt: 70}\n");
   EXPECT_NE(error.find("s.yaml:3:32: params.bptt: bptt does not apply to any run of this sweep "
-                       "(it is a parameter of task wikitext2-transformer)"),
+                       "(it is a parameter of tasks wikitext2-transformer, kjv-transformer)"),
             std::string::npos)
       << error;
   error = ErrorOf(std::string(kBase) + "params: {optimizer: madam, momentum: 0.5}\n");
