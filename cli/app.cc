@@ -3,6 +3,7 @@
 #include "cli/report_commands.h"
 #include "cli/run_commands.h"
 #include "cli/sweep_commands.h"
+#include "cli/theory_commands.h"
 #include "cli/worker_commands.h"
 
 namespace madam::cli {
@@ -36,6 +37,7 @@ void BuildMadamctlApp(CLI::App& app, CommandEnv& env, CommandAction* action) {
   AddRunCommands(app, env, action);
   AddWorkerCommands(app, env, action);
   AddReportCommands(app, env, action);
+  AddTheoryCommands(app, env, action);
 }
 
 int RunMadamctl(int argc, const char* const* argv, CommandEnv& env, const StubFactory& make_stub) {

@@ -50,7 +50,8 @@ void AddReportCommands(CLI::App& app, const CommandEnv& env, CommandAction* acti
   };
   for (const Kind& kind : {Kind{"lr-sensitivity", "Figure 1: value = best error / error per optimizer and lr"},
                            Kind{"table1", "Table 1: SGD and Adam at their best lr against Madam at lr 0.01"},
-                           Kind{"table2", "Table 2: FP32 Madam against each bit width of int_madam"}}) {
+                           Kind{"table2", "Table 2: FP32 Madam against each bit width of int_madam"},
+                           Kind{"claims", "Each claim of the paper judged on the sweeps' runs (md or json)"}}) {
     auto opts = std::make_shared<ReportOptions>();
     opts->kind = kind.name;
     CLI::App* cmd = report->add_subcommand(kind.name, kind.help);

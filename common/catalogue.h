@@ -50,6 +50,11 @@ struct TaskInfo {
   // task that is not in the paper.
   int paper_order;
   std::string_view paper_name;  // the paper's column/row name, e.g. "CIFAR-10"
+  // Depth L for the paper's Theorem 1 (common/theory.h): weight layers on
+  // the longest input-to-output path (a Transformer layer counts its
+  // attention's two projections and its feed-forward's two matrices;
+  // embeddings and the decoder count once each).
+  int depth;
   bool has(TaskFeature f) const { return (features & f) != 0; }
 };
 

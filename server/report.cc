@@ -15,6 +15,7 @@
 #include "common/paper_results.h"
 #include "common/recipe.h"
 #include "common/sweep_spec.h"
+#include "server/claims.h"
 #include "server/svg_plot.h"
 
 #ifndef MADAM_GIT_REVISION
@@ -1092,7 +1093,7 @@ Result<ReportKind> ParseReportKind(std::string_view name) {
   if (name == "table1") return ReportKind::kTable1;
   if (name == "table2") return ReportKind::kTable2;
   return Status::InvalidArgument("kind: unknown report \"" + std::string(name) +
-                                 "\"; valid kinds: lr-sensitivity, table1, table2");
+                                 "\"; valid kinds: lr-sensitivity, table1, table2, claims");
 }
 
 Result<ReportFormat> ParseReportFormat(std::string_view name) {
@@ -1135,6 +1136,11 @@ const char* ReportContentType(ReportFormat format) {
   }
   return "text/plain";
 }
+
+Provenance MakeReportProvenance(const ReportInput& input) { return MakeProvenance(input); }
+std::vector<std::string> ReportProvenanceLines(const Provenance& p) { return ProvenanceLines(p); }
+nlohmann::ordered_json ReportProvenanceJson(const Provenance& p) { return ProvenanceJson(p); }
+SweepStage ReportSweepStage(const SweepRow& sweep) { return StageOf(sweep); }
 
 BuildInfo BuildInfo::Current() { return BuildInfo{MADAM_GIT_REVISION, MADAM_LIBTORCH_VERSION}; }
 
@@ -1275,6 +1281,11 @@ Result<std::string> RenderReport(const Report& report, ReportFormat format) {
 Result<RenderedReport> MakeReport(Store& store, const std::vector<std::string>& sweep_ids,
                                   std::string_view kind_name, std::string_view format_name,
                                   const ReportOptions& options) {
+  if (kind_name == "claims") {
+    auto format = ParseReportFormat(format_name);
+    if (!format.ok()) return format.status();
+    return MakeClaimsReport(store, sweep_ids, *format, options.paper);
+  }
   auto kind = ParseReportKind(kind_name);
   if (!kind.ok()) return kind.status();
   auto format = ParseReportFormat(format_name);

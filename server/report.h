@@ -59,7 +59,10 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/status.h"
+#include "common/sweep_spec.h"
 #include "server/store.h"
 
 namespace madam::server {
@@ -177,6 +180,13 @@ Result<std::string> RenderReport(const Report& report, ReportFormat format);
 
 // Figure 1 as SVG (what RenderReport does for lr-sensitivity + svg).
 std::string RenderLrSensitivitySvg(const Report& report);
+
+// The pieces other reports (server/claims.h) share with these.
+Provenance MakeReportProvenance(const ReportInput& input);
+std::vector<std::string> ReportProvenanceLines(const Provenance& provenance);
+nlohmann::ordered_json ReportProvenanceJson(const Provenance& provenance);
+// The stage a sweep's stored file declares (figure: 1, table: 1, ...).
+SweepStage ReportSweepStage(const SweepRow& sweep);
 
 // Load, compute and render in one call: what GetReport and the dashboard do.
 struct RenderedReport {

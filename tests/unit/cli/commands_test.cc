@@ -114,6 +114,38 @@ class MadamctlTest : public ::testing::Test {
 
 // ---- global flags, usage, transport ----
 
+// ---- theory (the paper's Theorem 1) ----
+
+TEST_F(MadamctlTest, TheoryPrintsTheBoundAndThePapersThreeExamples) {
+  ASSERT_EQ(Run({"--json", "theory", "--depth", "50"}), kExitOk) << err_.str();
+  auto j = nlohmann::json::parse(out_.str());
+  // (1 + cos(pi/4))^(1/50) - 1 = 0.010754...: the paper's eta = 0.01 for 50 layers.
+  EXPECT_NEAR(j["max_lr"].get<double>(), 0.0107544, 1e-6);
+  ASSERT_EQ(j["examples"].size(), 3u);
+  for (const auto& e : j["examples"]) {
+    const double paper = e["paper_lr"].get<double>();
+    EXPECT_GT(e["max_lr"].get<double>(), paper) << e.dump();        // the paper's eta is safe...
+    EXPECT_LT(e["max_lr"].get<double>(), 1.1 * paper) << e.dump();  // ...and the bound's scale
+  }
+  EXPECT_EQ(j["examples"][1]["depth"], 500);
+  out_.str("");
+  ASSERT_EQ(Run({"theory", "--model", "imagenet-resnet50", "--cos", "1"}), kExitOk);
+  EXPECT_NE(out_.str().find("L = 50 (imagenet-resnet50), cos gamma = 1: eta < 0.014\n"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("L = 5000: eta < 0.000107 (paper: 0.0001)"), std::string::npos)
+      << out_.str();
+}
+
+TEST_F(MadamctlTest, TheoryBadDepthOrCosIsAUsageError) {
+  EXPECT_EQ(Run({"theory", "--depth", "0"}), kExitUsage);
+  EXPECT_NE(err_.str().find("--depth must be at least 1"), std::string::npos) << err_.str();
+  EXPECT_EQ(Run({"theory", "--depth", "10", "--cos", "0"}), kExitUsage);
+  EXPECT_EQ(Run({"theory", "--depth", "10", "--cos", "1.5"}), kExitUsage);
+  EXPECT_EQ(Run({"theory"}), kExitUsage);
+  EXPECT_EQ(Run({"theory", "--model", "no-such-task"}), kExitUsage);
+}
+
 TEST_F(MadamctlTest, UnknownCommandIsAUsageError) {
   EXPECT_EQ(Run({"frobnicate"}), kExitUsage);
   EXPECT_EQ(err_.str().rfind("madamctl: The following argument was not expected: frobnicate", 0), 0u)
