@@ -297,6 +297,7 @@ const std::vector<ParamSpec>& Specs() {
         Integer(Facts("bptt", kTransformerLm), &RunConfig::bptt, 1, 65536),
         Integer(Facts("eval_batch_size", kTransformerLm), &RunConfig::eval_batch_size, 1, 65536),
         ImageSize(Facts("image_size", kImageFolder), &RunConfig::image_size),
+        Integer(Facts("layer_stats_per_epoch"), &RunConfig::layer_stats_per_epoch, 0, 1000),
         TestOnly(Integer(Facts("fail_at_step"), &RunConfig::fail_at_step, -1, int64_t{1} << 53)),
         TestOnly(Integer(Facts("pause_at_step"), &RunConfig::pause_at_step, -1, int64_t{1} << 53)),
         TestOnly(Integer(Facts("pause_attempt"), &RunConfig::pause_attempt, 0, 1000)),

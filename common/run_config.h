@@ -136,6 +136,9 @@ struct RunConfig {
   // JPEG image folders (ImageNet): the side of the square crop the network
   // sees; the validation resize is image_size * 256 / 224.
   int64_t image_size = 224;
+  // Per-layer telemetry (layer/<tensor>/... metrics, ARCHITECTURE.md
+  // section 6): this many evenly spaced steps an epoch; 0: none.
+  int64_t layer_stats_per_epoch = 4;
   // Fault injection for tests: fail the run with an error at this global step
   // (-1: never). Not a paper parameter.
   int64_t fail_at_step = -1;

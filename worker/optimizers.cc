@@ -142,6 +142,17 @@ class IntegerMadamOptimizer final : public RunOptimizer {
         static_cast<const madam::optim::IntegerMadam&>(*optimizer_).param_state(params_[i]);
     return s ? s->max() : 0.0;
   }
+  bool LevelShares(size_t i, double* at_top, double* at_bottom) const override {
+    const auto* s =
+        static_cast<const madam::optim::IntegerMadam&>(*optimizer_).param_state(params_[i]);
+    if (s == nullptr || !s->levels().defined() || s->levels().numel() == 0) return false;
+    auto k = madam::optim::DecodeLevels(s->levels());
+    const double n = static_cast<double>(k.numel());
+    const int64_t max_level = (int64_t{1} << config_.bits) - 1;
+    *at_top = static_cast<double>(k.eq(0).sum().item<int64_t>()) / n;
+    *at_bottom = static_cast<double>(k.eq(max_level).sum().item<int64_t>()) / n;
+    return true;
+  }
 };
 
 template <typename T>

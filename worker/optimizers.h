@@ -42,6 +42,12 @@ class RunOptimizer {
   // optimiser's state for the multiplicative ones (0 before their first
   // step), p_scale x RMS(initial tensor) as a reference for SGD and Adam.
   virtual double BoundOf(size_t i) const = 0;
+  // B-bit optimisers: the shares of parameter i's weights whose level is at
+  // the ladder's ends, 0 (|w| = sigma*) and 2^B - 1; false for the others
+  // (and before the tensor's first step).
+  virtual bool LevelShares(size_t /*i*/, double* /*at_top*/, double* /*at_bottom*/) const {
+    return false;
+  }
 
   const std::vector<torch::Tensor>& params() const { return params_; }
   torch::optim::Optimizer& torch_optimizer() { return *optimizer_; }

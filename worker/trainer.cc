@@ -37,6 +37,10 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kLogEvery = 10;  // losses and optim/* every N steps
+// Per-layer telemetry: at most this many tensors (x 4 metrics, within the
+// 256 metric names a run may have), each name at most this long.
+constexpr size_t kMaxLayers = 56;
+constexpr size_t kMaxLayerName = 100;
 // Bumped when the archive's layout changes: an older checkpoint is then
 // refused by name (and skipped on resume) rather than misread.
 constexpr int64_t kCheckpointFormat = 2;
@@ -95,6 +99,9 @@ class RunLoop {
   bool InjectedFaultStops();
   std::vector<torch::Tensor> AllParams() const;
   std::vector<double> AllBounds() const;
+  // Whether step `batch` of an epoch reports per-layer telemetry.
+  bool LayerStep(int64_t batch) const;
+  void EmitLayerStats(const std::vector<TensorUpdate>& per_tensor);
 
   const RunConfig& config_;
   const RunHooks& hooks_;
@@ -103,6 +110,9 @@ class RunLoop {
   std::vector<Network> networks_;
   std::vector<std::unique_ptr<RunOptimizer>> optimizers_;  // one per network
   std::vector<RunOptimizer*> optimizer_ptrs_;
+  // Per-layer telemetry: metric prefixes ("layer/<tensor>/") by position in
+  // AllParams(), empty for tensors that report none.
+  std::vector<std::string> layer_prefix_;
   LrSchedule schedule_;
   UpdateTracker tracker_;
   int64_t step_ = 0;
@@ -140,6 +150,25 @@ void RunLoop::Build() {
     ApplyInitRules(*net.module, rules);
     optimizers_.push_back(MakeOptimizer(config_, net.module->parameters()));
     optimizer_ptrs_.push_back(optimizers_.back().get());
+  }
+  // The weight matrices and kernels (dim >= 2), spread evenly when there are
+  // more than a run's metric-name budget allows (ARCHITECTURE.md section 9).
+  layer_prefix_.clear();
+  std::vector<size_t> weights;
+  for (const auto& net : networks_) {
+    for (const auto& item : net.module->named_parameters()) {
+      if (item.value().dim() >= 2) weights.push_back(layer_prefix_.size());
+      std::string name = (networks_.size() > 1 ? net.name + "." : std::string()) + item.key();
+      if (name.size() > kMaxLayerName) name = name.substr(name.size() - kMaxLayerName);
+      layer_prefix_.push_back("layer/" + name + "/");
+    }
+  }
+  std::vector<bool> keep(layer_prefix_.size(), false);
+  for (size_t j = 0; j < weights.size() && j < kMaxLayers; ++j) {
+    keep[weights[weights.size() <= kMaxLayers ? j : j * weights.size() / kMaxLayers]] = true;
+  }
+  for (size_t i = 0; i < keep.size(); ++i) {
+    if (!keep[i]) layer_prefix_[i].clear();
   }
   schedule_.Restore(LrSchedule::State{});
   step_ = 0;
@@ -203,7 +232,36 @@ void RunLoop::ApplySchedule(int64_t epoch) {
   (void)epoch;
 }
 
+bool RunLoop::LayerStep(int64_t batch) const {
+  const int64_t per_epoch = std::min(config_.layer_stats_per_epoch, steps_per_epoch_);
+  if (per_epoch <= 0) return false;
+  // The last step of each of per_epoch equal slices of the epoch.
+  for (int64_t k = 1; k <= per_epoch; ++k) {
+    if (batch == k * steps_per_epoch_ / per_epoch - 1) return true;
+  }
+  return false;
+}
+
+void RunLoop::EmitLayerStats(const std::vector<TensorUpdate>& per_tensor) {
+  size_t i = 0;
+  for (const auto& o : optimizers_) {
+    for (size_t p = 0; p < o->params().size(); ++p, ++i) {
+      const std::string& prefix = layer_prefix_[i];
+      if (prefix.empty()) continue;
+      Emit(prefix + "relative_update", step_, per_tensor[i].relative_update);
+      Emit(prefix + "at_bound_fraction", step_, per_tensor[i].at_bound_fraction);
+      double top = 0, bottom = 0;
+      if (o->LevelShares(p, &top, &bottom)) {
+        Emit(prefix + "level_top_fraction", step_, top);
+        Emit(prefix + "level_bottom_fraction", step_, bottom);
+      }
+    }
+  }
+}
+
 bool RunLoop::Step(int64_t batch, bool log, int64_t epoch) {
+  const bool layer = LayerStep(batch);
+  log = log || layer;
   if (log) tracker_.Snapshot(AllParams());
   StepLosses losses = task_->TrainStep(batch, optimizer_ptrs_);
   ++step_;
@@ -216,7 +274,9 @@ bool RunLoop::Step(int64_t batch, bool log, int64_t epoch) {
   }
   last_loss_ = losses.empty() ? 0.0 : final_[losses.front().first];
   if (!finite) return false;
-  UpdateSummary u = tracker_.Compare(AllParams(), AllBounds());
+  std::vector<TensorUpdate> per_tensor;
+  UpdateSummary u = tracker_.Compare(AllParams(), AllBounds(), layer ? &per_tensor : nullptr);
+  if (layer) EmitLayerStats(per_tensor);
   Emit("optim/relative_update", step_, u.relative_update);
   Emit("optim/at_bound_fraction", step_, u.at_bound_fraction);
   Emit("optim/sign_flips", step_, u.sign_flips);

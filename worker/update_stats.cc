@@ -87,10 +87,12 @@ void UpdateTracker::Snapshot(const std::vector<torch::Tensor>& params) {
 }
 
 UpdateSummary UpdateTracker::Compare(const std::vector<torch::Tensor>& params,
-                                     const std::vector<double>& bounds) const {
+                                     const std::vector<double>& bounds,
+                                     std::vector<TensorUpdate>* per_tensor) const {
   torch::NoGradGuard no_grad;
   double rel_sum = 0;
   int64_t rel_count = 0, flips = 0, at_bound = 0, total = 0;
+  if (per_tensor) per_tensor->assign(params.size(), TensorUpdate{});
   for (size_t i = 0; i < params.size(); ++i) {
     auto now = params[i].detach();
     if (!now.is_contiguous()) now = now.contiguous();
@@ -102,6 +104,11 @@ UpdateSummary UpdateTracker::Compare(const std::vector<torch::Tensor>& params,
     flips += st.flips;
     at_bound += st.at_bound;
     total += now.numel();
+    if (per_tensor) {
+      (*per_tensor)[i].relative_update = st.before_sq > 0 ? std::sqrt(st.delta_sq / st.before_sq) : 0.0;
+      (*per_tensor)[i].at_bound_fraction =
+          now.numel() ? static_cast<double>(st.at_bound) / static_cast<double>(now.numel()) : 0.0;
+    }
   }
   UpdateSummary out;
   out.relative_update = rel_count ? rel_sum / static_cast<double>(rel_count) : 0.0;

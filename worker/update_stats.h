@@ -21,13 +21,20 @@ struct UpdateSummary {
   double sign_flips = 0;         // weights whose sign changed
 };
 
+// One tensor's share of the step, for per-layer telemetry.
+struct TensorUpdate {
+  double relative_update = 0;    // ||dW|| / ||W|| (0 when ||W|| = 0)
+  double at_bound_fraction = 0;  // of this tensor's weights
+};
+
 class UpdateTracker {
  public:
   void Snapshot(const std::vector<torch::Tensor>& params);
   // REQUIRES: Snapshot of the same tensors first. bounds[i] is params[i]'s
   // bound (0: none).
-  UpdateSummary Compare(const std::vector<torch::Tensor>& params,
-                        const std::vector<double>& bounds) const;
+  // With `per_tensor`, also each tensor's own figures (in params' order).
+  UpdateSummary Compare(const std::vector<torch::Tensor>& params, const std::vector<double>& bounds,
+                        std::vector<TensorUpdate>* per_tensor = nullptr) const;
 
  private:
   std::vector<torch::Tensor> before_;

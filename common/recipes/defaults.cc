@@ -63,6 +63,8 @@ std::vector<RecipeValue> Defaults() {
       Confirmed("bptt", Num(35), kLm),
       Confirmed("eval_batch_size", Num(10), kLm + " (eval_batch_size = 10)"),
       Confirmed("image_size", Num(224), "pytorch/imagenet/main.py (crop_size 224)"),
+      Assumed("layer_stats_per_epoch", Num(4), "telemetry, not a paper parameter: a few points "
+                                               "an epoch keep a 120-epoch run's series small"),
       Assumed("fail_at_step", Num(-1), kTestHook),
       Assumed("pause_at_step", Num(-1), kTestHook),
       Assumed("pause_attempt", Num(1), kTestHook),

@@ -457,6 +457,44 @@ TEST_F(TrainerTest, ValidationSplitIsHeldOutAndTooLargeOneIsRefused) {
       << s.error;
 }
 
+TEST_F(TrainerTest, PerLayerTelemetryCoversWeightTensorsAtEvenlySpacedSteps) {
+  Trainer trainer(CpuOptions());
+  RunConfig c = Config("synthetic-mlp", "int_madam", 0.01, 2);
+  c.layer_stats_per_epoch = 2;
+  CollectingSink sink;
+  RunHooks hooks;
+  hooks.sink = &sink;
+  ASSERT_EQ(trainer.Run(c, hooks).status, "succeeded");
+  // 16 steps an epoch: steps 8 and 16 of each epoch.
+  for (const char* layer : {"fc1.weight", "fc2.weight", "fc3.weight"}) {
+    for (const char* metric : {"relative_update", "at_bound_fraction", "level_top_fraction",
+                               "level_bottom_fraction"}) {
+      auto points = sink.Named(std::string("layer/") + layer + "/" + metric);
+      ASSERT_EQ(points.size(), 4u) << layer << " " << metric;
+      EXPECT_EQ(points[0].step, 8);
+      EXPECT_EQ(points[3].step, 32);
+      for (const auto& p : points) {
+        EXPECT_GE(p.value, 0.0);
+        if (std::string(metric) != "relative_update") EXPECT_LE(p.value, 1.0);
+      }
+    }
+  }
+  EXPECT_GT(sink.Named("layer/fc1.weight/relative_update")[0].value, 0.0);
+  EXPECT_TRUE(sink.Named("layer/fc1.bias/relative_update").empty());  // weights only
+  // Madam has no levels; 0 turns the telemetry off.
+  RunConfig m = Config("synthetic-mlp", "madam", 0.01, 1);
+  CollectingSink msink;
+  hooks.sink = &msink;
+  ASSERT_EQ(trainer.Run(m, hooks).status, "succeeded");
+  EXPECT_EQ(msink.Named("layer/fc2.weight/relative_update").size(), 4u);
+  EXPECT_TRUE(msink.Named("layer/fc2.weight/level_top_fraction").empty());
+  m.layer_stats_per_epoch = 0;
+  CollectingSink off;
+  hooks.sink = &off;
+  ASSERT_EQ(trainer.Run(m, hooks).status, "succeeded");
+  for (const auto& p : off.points) EXPECT_NE(p.name.rfind("layer/", 0), 0u) << p.name;
+}
+
 TEST_F(TrainerTest, UnknownDeviceFailsEveryRun) {
   WorkerOptions o = CpuOptions();
   o.device = "tpu:0";
