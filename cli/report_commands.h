@@ -15,7 +15,8 @@ namespace madam::cli {
 
 struct ReportOptions {
   std::string kind;                    // lr-sensitivity | table1 | table2
-  std::vector<std::string> sweep_ids;  // one or more
+  std::vector<std::string> sweep_ids;  // one or more; or
+  std::vector<std::string> exports;    // `sweep export --format json` files (offline)
   std::string format;                  // empty: md (json with the global --json)
   std::string output;                  // empty: stdout
   bool paper = false;                  // --paper: the paper's numbers beside ours
@@ -23,6 +24,8 @@ struct ReportOptions {
 
 // Fetches the report and writes its content to options.output (created or
 // truncated; an error naming the path if it cannot be written) or stdout.
+// With options.exports, computes the report here from the exported runs,
+// without a coordinator (the same code madamd runs: server/report.h).
 int Report(const CommandEnv& env, const ReportOptions& options);
 
 // Adds `report` and its subcommands to `app` (see AddSweepCommands).

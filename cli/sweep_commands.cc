@@ -371,6 +371,18 @@ int SweepExport(const CommandEnv& env, const SweepExportOptions& options) {
     Json j = Json::object();
     j["sweep"] = response.sweep().id().empty() ? options.sweep_id : response.sweep().id();
     j["runs"] = std::move(runs);
+    // After the contract's keys: the sweep itself with its submitted file,
+    // so that `madamctl report --from-export` recomputes the reports offline.
+    grpc::ClientContext sweep_context;
+    PrepareContext(sweep_context, env.client, kUnaryDeadline);
+    v1::GetSweepRequest sweep_request;
+    sweep_request.set_sweep_id(options.sweep_id);
+    v1::Sweep sweep;
+    grpc::Status sweep_status = env.stub->GetSweep(&sweep_context, sweep_request, &sweep);
+    if (!sweep_status.ok()) return env.RpcFailure(sweep_status);
+    Json info = SweepToJson(sweep);
+    info["spec_text"] = sweep.spec_text();
+    j["sweep_info"] = std::move(info);
     *env.out << j.dump() << '\n';
     return kExitOk;
   }

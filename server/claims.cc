@@ -371,9 +371,18 @@ Result<RenderedReport> MakeClaimsReport(Store& store, const std::vector<std::str
       flips[r.id] = most;
     }
   }
+  return RenderClaimsReport(*input, flips, format, paper);
+}
+
+Result<RenderedReport> RenderClaimsReport(const ReportInput& input, const SignFlips& flips,
+                                          ReportFormat format, bool paper) {
+  if (format != ReportFormat::kMarkdown && format != ReportFormat::kJson) {
+    return Status::InvalidArgument(std::string("format: claims come as md or json, not ") +
+                                   ReportFormatName(format));
+  }
   Report provenance;
-  provenance.provenance = MakeReportProvenance(*input);
-  auto content = RenderClaims(JudgeClaims(*input, flips), provenance, format, paper);
+  provenance.provenance = MakeReportProvenance(input);
+  auto content = RenderClaims(JudgeClaims(input, flips), provenance, format, paper);
   if (!content.ok()) return content.status();
   return RenderedReport{std::move(*content), ReportContentType(format)};
 }

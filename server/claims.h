@@ -56,6 +56,10 @@ std::vector<Claim> JudgeClaims(const ReportInput& input, const SignFlips& flips)
 Result<std::string> RenderClaims(const std::vector<Claim>& claims, const Report& provenance_of,
                                  ReportFormat format, bool paper);
 
+// Judge and render rows already loaded (`flips` as JudgeClaims takes them).
+Result<RenderedReport> RenderClaimsReport(const ReportInput& input, const SignFlips& flips,
+                                          ReportFormat format, bool paper);
+
 // Load, judge and render: what GetReport does for kind "claims".
 Result<RenderedReport> MakeClaimsReport(Store& store, const std::vector<std::string>& sweep_ids,
                                         ReportFormat format, bool paper);

@@ -1286,17 +1286,25 @@ Result<RenderedReport> MakeReport(Store& store, const std::vector<std::string>& 
     if (!format.ok()) return format.status();
     return MakeClaimsReport(store, sweep_ids, *format, options.paper);
   }
-  auto kind = ParseReportKind(kind_name);
-  if (!kind.ok()) return kind.status();
+  auto input = LoadReportInput(store, sweep_ids);
+  if (!input.ok()) return input.status();
+  return MakeReportFromInput(*input, kind_name, format_name, options);
+}
+
+Result<RenderedReport> MakeReportFromInput(const ReportInput& input, std::string_view kind_name,
+                                           std::string_view format_name,
+                                           const ReportOptions& options,
+                                           const std::map<std::string, double>& flips) {
   auto format = ParseReportFormat(format_name);
   if (!format.ok()) return format.status();
+  if (kind_name == "claims") return RenderClaimsReport(input, flips, *format, options.paper);
+  auto kind = ParseReportKind(kind_name);
+  if (!kind.ok()) return kind.status();
   if (*format == ReportFormat::kSvg && *kind != ReportKind::kLrSensitivity) {
     return Status::InvalidArgument(std::string("format: svg is only for lr-sensitivity; ") +
                                    ReportKindName(*kind) + " supports md, csv, json, latex");
   }
-  auto input = LoadReportInput(store, sweep_ids);
-  if (!input.ok()) return input.status();
-  auto report = ComputeReport(*kind, *input, options);
+  auto report = ComputeReport(*kind, input, options);
   if (!report.ok()) return report.status();
   auto content = RenderReport(*report, *format);
   if (!content.ok()) return content.status();

@@ -196,5 +196,13 @@ struct RenderedReport {
 Result<RenderedReport> MakeReport(Store& store, const std::vector<std::string>& sweep_ids,
                                   std::string_view kind, std::string_view format,
                                   const ReportOptions& options = {});
+// The same from rows already loaded: what MakeReport does after
+// LoadReportInput, and what `madamctl report --from-export` does with
+// exported runs. Kind "claims" judges sign flips only for the runs `flips`
+// names (an export carries final values, not series).
+Result<RenderedReport> MakeReportFromInput(const ReportInput& input, std::string_view kind,
+                                           std::string_view format,
+                                           const ReportOptions& options = {},
+                                           const std::map<std::string, double>& flips = {});
 
 }  // namespace madam::server

@@ -585,20 +585,82 @@ TEST_F(MadamctlTest, ExportJsonHasNumbersAsNumbersAndNullForNonFinite) {
     TwoRuns(r);
     return grpc::Status::OK;
   };
+  fake_->get_sweep = [](auto&, v1::Sweep* s) {
+    *s = MakeSweep("sw-1", "finished", 0, 0, 1, 1, 0, 0);
+    s->set_spec_text("name: fig1-fmnist\nfigure: 1\n");
+    return grpc::Status::OK;
+  };
   ASSERT_EQ(Run({"sweep", "export", "sw-1", "--format", "json"}), kExitOk);
-  EXPECT_EQ(out_.str(),
-            "{\"sweep\":\"sw-1\",\"runs\":["
-            "{\"id\":\"sw-1-r0\",\"state\":\"succeeded\",\"attempts\":1,"
-            "\"params\":{\"lr\":0.001,\"optimizer\":\"madam\",\"seed\":0},"
-            "\"final\":{\"test/error\":13.2,\"train/loss\":0.25}},"
-            "{\"id\":\"sw-1-r1\",\"state\":\"diverged\",\"attempts\":2,"
-            "\"params\":{\"bits\":8,\"lr\":0.0001,\"optimizer\":\"int_madam\",\"seed\":1},"
-            "\"final\":{\"train/loss\":null}}]}\n");
+  // The contract's keys first, then the sweep with its file (for offline reports).
+  const std::string text = out_.str();
+  EXPECT_EQ(text.rfind("{\"sweep\":\"sw-1\",\"runs\":["
+                       "{\"id\":\"sw-1-r0\",\"state\":\"succeeded\",\"attempts\":1,"
+                       "\"params\":{\"lr\":0.001,\"optimizer\":\"madam\",\"seed\":0},"
+                       "\"final\":{\"test/error\":13.2,\"train/loss\":0.25}},"
+                       "{\"id\":\"sw-1-r1\",\"state\":\"diverged\",\"attempts\":2,"
+                       "\"params\":{\"bits\":8,\"lr\":0.0001,\"optimizer\":\"int_madam\",\"seed\":1},"
+                       "\"final\":{\"train/loss\":null}}],\"sweep_info\":{",
+                       0),
+            0u)
+      << text;
+  EXPECT_NE(text.find("\"spec_text\":\"name: fig1-fmnist\\nfigure: 1\\n\""), std::string::npos) << text;
   // --json alone picks json; an explicit --format wins.
   ASSERT_EQ(Run({"--json", "sweep", "export", "sw-1"}), kExitOk);
   EXPECT_EQ(out_.str()[0], '{');
   ASSERT_EQ(Run({"--json", "sweep", "export", "sw-1", "--format", "csv"}), kExitOk);
   EXPECT_EQ(out_.str().rfind("id,state,attempts", 0), 0u);
+}
+
+// `report --from-export`: the exported runs give the report offline, the
+// same numbers madamd computes; a file that is no export names the problem.
+TEST_F(MadamctlTest, ReportFromExportComputesOfflineAndNamesABadFile) {
+  fake_->export_sweep = [](auto&, v1::ExportSweepResponse* r) {
+    r->mutable_sweep()->set_id("sw-1");
+    int index = 0;
+    for (const char* optimizer : {"sgd", "madam"}) {
+      for (double lr : {0.01, 0.1}) {
+        for (int seed : {0, 1}) {
+          v1::Run* run = r->add_runs();
+          run->set_id("sw-1-r" + std::to_string(index++));
+          run->set_state(v1::RUN_STATE_SUCCEEDED);
+          SetText(run, "task", "fmnist-mlp");
+          SetText(run, "optimizer", optimizer);
+          SetNumber(run, "lr", lr);
+          SetNumber(run, "seed", seed);
+          // Seed 0's error; seed 1 adds 2. sgd is best at 0.1, madam at 0.01.
+          const bool sgd = optimizer == std::string("sgd");
+          const double base = sgd ? (lr == 0.1 ? 10 : 30) : (lr == 0.01 ? 20 : 40);
+          (*run->mutable_final())["test/error"] = base + 2 * seed;
+        }
+      }
+    }
+    return grpc::Status::OK;
+  };
+  fake_->get_sweep = [](auto&, v1::Sweep* s) {
+    *s = MakeSweep("sw-1", "finished", 0, 0, 8, 0, 0, 0);
+    s->set_metric_name("test/error");
+    s->set_metric_goal("minimize");
+    s->set_spec_text("name: fig1-fmnist\nfigure: 1\ntask: fmnist-mlp\nmetric: {name: test/error, goal: minimize}\n"
+                     "grid:\n  optimizer: [sgd, madam]\n  lr: [0.01, 0.1]\nseeds: [0, 1]\n");
+    return grpc::Status::OK;
+  };
+  ASSERT_EQ(Run({"sweep", "export", "sw-1", "--format", "json"}), kExitOk);
+  const std::string exported = WriteFile("export.json", out_.str());
+  ASSERT_EQ(Run({"report", "lr-sensitivity", "--from-export", exported, "--format", "csv"}), kExitOk);
+  // sgd: 0.01 -> 30, 32 (31); 0.1 -> 10, 12 (11). madam: 0.01 -> 20, 22 (21); 0.1 -> 40, 42 (41).
+  EXPECT_EQ(out_.str(),
+            "task,optimizer,lr,err,value,seeds\n"
+            "fmnist-mlp,sgd,0.01,31,0.3548387096774194,2\n"
+            "fmnist-mlp,sgd,0.1,11,1,2\n"
+            "fmnist-mlp,madam,0.01,21,1,2\n"
+            "fmnist-mlp,madam,0.1,41,0.5121951219512195,2\n");
+  EXPECT_EQ(fake_->report_requests.size(), 0u) << "an offline report asks no coordinator";
+
+  EXPECT_EQ(Run({"report", "table1", "--from-export", WriteFile("bad.json", "{\"sweep\": \"sw-1\"}")}),
+            kExitFailure);
+  EXPECT_NE(err_.str().find("sweep_info"), std::string::npos) << err_.str();
+  EXPECT_EQ(Run({"report", "table1"}), kExitUsage);
+  EXPECT_EQ(Run({"report", "table1", "--sweep", "sw-1", "--from-export", exported}), kExitUsage);
 }
 
 // ---- run list / show / metrics ----
