@@ -260,23 +260,25 @@ void RunLoop::EmitLayerStats(const std::vector<TensorUpdate>& per_tensor) {
 }
 
 bool RunLoop::Step(int64_t batch, bool log, int64_t epoch) {
+  // Per-layer telemetry has its own steps; losses and optim/* keep theirs
+  // (every kLogEvery steps and the epoch's last), so the two never mix.
   const bool layer = LayerStep(batch);
-  log = log || layer;
-  if (log) tracker_.Snapshot(AllParams());
+  if (log || layer) tracker_.Snapshot(AllParams());
   StepLosses losses = task_->TrainStep(batch, optimizer_ptrs_);
   ++step_;
-  if (!log) return true;
+  if (!log && !layer) return true;
   bool finite = true;
   for (const auto& [name, loss] : losses) {
     const double value = loss.item<double>();
-    Emit(name, step_, value);
+    if (log) Emit(name, step_, value);
     finite = finite && std::isfinite(value);
   }
-  last_loss_ = losses.empty() ? 0.0 : final_[losses.front().first];
+  if (log) last_loss_ = losses.empty() ? 0.0 : final_[losses.front().first];
   if (!finite) return false;
   std::vector<TensorUpdate> per_tensor;
   UpdateSummary u = tracker_.Compare(AllParams(), AllBounds(), layer ? &per_tensor : nullptr);
   if (layer) EmitLayerStats(per_tensor);
+  if (!log) return true;
   Emit("optim/relative_update", step_, u.relative_update);
   Emit("optim/at_bound_fraction", step_, u.at_bound_fraction);
   Emit("optim/sign_flips", step_, u.sign_flips);
