@@ -1,6 +1,7 @@
 #include "server/promote.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -41,12 +42,23 @@ std::string Key(const RunParams& p) {
 
 // A value as YAML flow text: numbers and lists as themselves, strings
 // double-quoted (JSON string syntax is valid YAML).
-std::string YamlValue(const ParamValue& v) {
-  if (v.is_string()) return nlohmann::json(v.text).dump();
-  return v.ToString();
+std::string YamlString(const std::string& s) {
+  // Plain names (sgd, fmnist-mlp, test/error) stay bare; anything YAML
+  // could read as another type, or that holds other characters, is quoted.
+  bool plain = !s.empty() && std::isalpha(static_cast<unsigned char>(s[0]));
+  for (unsigned char c : s) plain = plain && (std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '/');
+  static const std::set<std::string> kReserved = {"y", "n", "yes", "no", "true", "false", "on", "off", "null",
+                                                  "Y", "N", "Yes", "No", "True", "False", "On", "Off", "Null",
+                                                  "YES", "NO", "TRUE", "FALSE", "ON", "OFF", "NULL",
+                                                  "inf", "Inf", "INF", "nan", "NaN", "NAN"};
+  if (plain && !kReserved.count(s)) return s;
+  return nlohmann::json(s).dump();
 }
 
-std::string YamlString(const std::string& s) { return nlohmann::json(s).dump(); }
+std::string YamlValue(const ParamValue& v) {
+  if (v.is_string()) return YamlString(v.text);
+  return v.ToString();
+}
 
 // One cell of a parent sweep without its lr (and seed): its runs by lr.
 struct Group {
@@ -342,7 +354,12 @@ Result<Promotion> BuildPromotion(const SweepRow& parent, const std::vector<RunRo
       if (common.count(k)) continue;
       entry += (entry.empty() ? "" : ", ") + k + ": " + YamlValue(c.params.at(k));
     }
-    y << "    - {" << entry << "}\n";
+    y << "    - {" << entry << "}";
+    if (auto lr = c.params.find("lr"); lr != c.params.end() && lr->second.is_number() &&
+                                       ShortNumber(lr->second.number) != lr->second.ToString()) {
+      y << "   # lr " << ShortNumber(lr->second.number);
+    }
+    y << "\n";
   }
   y << "seeds: [";
   for (size_t i = 0; i < options.seeds.size(); ++i) y << (i ? ", " : "") << options.seeds[i];

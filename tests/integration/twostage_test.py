@@ -177,41 +177,44 @@ def main():
         with open(os.path.join(source, "sweeps", "paper", "cifar10-resnet18-table2.yaml")) as f:
             cifar_t2, _ = stack.submit(f.read(), "cifar10-resnet18-table2.yaml")
 
-        # Refusals, each naming its cause.
-        r = expect_failure(stack, ["sweep", "promote", waiting], ["not finished", "still pending or running",
-                                                                  waiting + "-00000 (pending)"])
-        expect_failure(stack, ["sweep", "promote", no_lr], ["no lr axis"])
-        expect_failure(stack, ["sweep", "promote", cifar_t2], ["Table 2 sweep (table: 2)"])
-        expect_failure(stack, ["sweep", "promote", fig1, "--seeds", "0,0"], ["0 is given twice"])
-        expect_failure(stack, ["sweep", "extend", fig1, "--seeds=-1"], ["-1 is negative"])
-        expect_failure(stack, ["sweep", "extend", fig1, "--seeds", ""], ["empty"])
-
         show = stack.wait_finished(fig1, timeout=240)
         check(show["counts"]["succeeded"] + show["counts"]["diverged"] == 9, f"fig1 counts {show['counts']}")
         expect_failure(stack, ["report", "table1", "--sweep", fig1], ["madamctl sweep promote " + fig1])
         fig1_export = stack.export(fig1)
         want = {opt: best_lr_by_hand(fig1_export, opt) for opt in ("sgd", "adam")}
 
-        # --dry-run prints a sweep file and stores nothing.
         before = sweep_ids(stack)
+
+        # Promote: madamd commits the first call but its response is lost;
+        # madamctl retries and gets the same sweep. An explicit second call
+        # does too.
+        r = stack.ctl("--json", "sweep", "promote", fig1, "--seeds", "0,1")
+        check("retrying the promote" in r.stderr, f"the first promote response was not lost: {r.stderr}")
+        first = json.loads(r.stdout)
+        promoted = first["id"]
+        check(first["runs"] == 6 and first["existing"], f"the retried promote answered {first}")
+        again = stack.ctl_json("sweep", "promote", fig1, "--seeds", "0,1")
+        check(again["id"] == promoted and again["existing"], f"a repeated promote answered {again}")
+        after = sweep_ids(stack)
+        check(len(after) == len(before) + 1, f"promote made {len(after) - len(before)} sweeps, expected 1")
         dry = stack.ctl("sweep", "promote", fig1, "--seeds", "0,1", "--dry-run").stdout
+        with open(os.path.join(out_dir, "promoted-dry-run.yaml"), "w") as f:
+            f.write(dry)
         check("table: 1" in dry and "seeds: [0, 1]" in dry, f"dry run printed:\n{dry}")
-        check(sweep_ids(stack) == before, "a dry-run promote stored a sweep")
+        check(sweep_ids(stack) == after, "a dry-run promote stored a sweep")
         spec_path = os.path.join(stack.tmp, "promoted-dry.yaml")
         with open(spec_path, "w") as f:
             f.write(dry)
         valid = stack.ctl("sweep", "submit", spec_path, "--dry-run").stdout
         check("valid: 6 runs" in valid, f"the promoted file does not resubmit as 6 runs: {valid}")
 
-        # Promote; the first response is lost and madamctl's retry returns
-        # the same sweep. An explicit second call does too.
-        first = stack.ctl_json("sweep", "promote", fig1, "--seeds", "0,1")
-        promoted = first["id"]
-        check(first["runs"] == 6, f"promote answered {first}")
-        again = stack.ctl_json("sweep", "promote", fig1, "--seeds", "0,1")
-        check(again["id"] == promoted and again["existing"], f"a repeated promote answered {again}")
-        after = sweep_ids(stack)
-        check(len(after) == len(before) + 1, f"promote made {len(after) - len(before)} sweeps, expected 1")
+        # Refusals, each naming its cause.
+        expect_failure(stack, ["sweep", "promote", waiting], ["not finished", "still pending or running",
+                                                              waiting + "-00000 (pending)"])
+        expect_failure(stack, ["sweep", "promote", no_lr], ["no lr axis"])
+        expect_failure(stack, ["sweep", "promote", cifar_t2], ["Table 2 sweep (table: 2)"])
+        expect_failure(stack, ["sweep", "promote", fig1, "--seeds", "0,0"], ["0 is given twice"])
+
         text = stack.ctl("sweep", "show", promoted).stdout
         check(f"promoted from {fig1}" in text, f"sweep show lacks the parent:\n{text}")
         check(re.search(r"sgd .*lr .*: best mean test/error", text), f"sweep show lacks the reasons:\n{text}")
@@ -230,10 +233,15 @@ def main():
 
         # Extend by seed 2: the first response is lost, the retry adds
         # nothing more; an explicit repeat adds nothing either.
-        ext = stack.ctl_json("sweep", "extend", promoted, "--seeds", "2")
+        r = stack.ctl("--json", "sweep", "extend", promoted, "--seeds", "2")
+        check("retrying the extend" in r.stderr, f"the first extend response was not lost: {r.stderr}")
+        ext = json.loads(r.stdout)
+        check(ext["runs_added"] == 0, f"the retried extend added {ext['runs_added']} runs (the lost one added them)")
         total = stack.show(promoted)
         check(sum(total["counts"].values()) == 9, f"after extend: {total['counts']} (expected 9 runs)")
-        check(ext["runs_added"] in (0, 3), f"extend answered {ext}")
+        expect_failure(stack, ["sweep", "extend", promoted, "--seeds=-1"], ["-1 is negative"])
+        expect_failure(stack, ["sweep", "extend", promoted, "--seeds", "3,3"], ["3 is given twice"])
+        expect_failure(stack, ["sweep", "extend", promoted, "--seeds", ""], ["empty"])
         ext2 = stack.ctl_json("sweep", "extend", promoted, "--seeds", "1,2")
         check(ext2["runs_added"] == 0, f"a repeated extend added {ext2['runs_added']} runs")
         check(sum(stack.show(promoted)["counts"].values()) == 9, "a repeated extend changed the run count")
