@@ -49,10 +49,17 @@ std::vector<double> NiceTicks(double lo, double hi, int target) {
   if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return {lo};
   const double raw = (hi - lo) / std::max(1, target - 1);
   const double base = std::pow(10.0, std::floor(std::log10(raw)));
+  // The round step whose tick count comes closest to the target.
   double step = base;
-  for (double m : {1.0, 2.0, 5.0, 10.0}) {
-    step = m * base;
-    if (step >= raw) break;
+  double best_miss = std::numeric_limits<double>::infinity();
+  for (double m : {0.5, 1.0, 2.0, 5.0, 10.0}) {
+    const double candidate = m * base;
+    const double count = std::floor(hi / candidate + 1e-9) - std::ceil(lo / candidate - 1e-9) + 1;
+    const double miss = std::fabs(count - target);
+    if (miss < best_miss) {
+      best_miss = miss;
+      step = candidate;
+    }
   }
   std::vector<double> ticks;
   for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) {
