@@ -139,6 +139,11 @@ Json SweepToJson(const v1::Sweep& sweep) {
   j["max_attempts"] = sweep.max_attempts();
   j["device"] = sweep.device();
   j["created_at_ms"] = sweep.created_at_ms();
+  if (!sweep.parent_sweep_id().empty()) {
+    j["parent"] = sweep.parent_sweep_id();
+    j["promotion_reasons"] = Json::array();
+    for (const std::string& r : sweep.promotion_reasons()) j["promotion_reasons"].push_back(r);
+  }
   return j;
 }
 

@@ -94,6 +94,52 @@ void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s) {
       {"device", s.device()},
       {"created", FormatTimeMs(s.created_at_ms())},
   });
+  if (!s.parent_sweep_id().empty()) {
+    *env.out << "promoted from " << s.parent_sweep_id() << ":\n";
+    for (const std::string& reason : s.promotion_reasons()) *env.out << "  " << reason << '\n';
+  }
+}
+
+// "0,1,2" as numbers. A token that is not an integer is a usage error; the
+// coordinator judges the list itself (empty, repeats, negatives).
+bool ParseSeedList(const std::string& text, std::vector<int64_t>* seeds, std::string* error) {
+  std::stringstream in(text);
+  std::string token;
+  while (std::getline(in, token, ',')) {
+    const size_t a = token.find_first_not_of(" \t"), b = token.find_last_not_of(" \t");
+    if (a == std::string::npos) continue;
+    token = token.substr(a, b - a + 1);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(token, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != token.size()) {
+      *error = "--seeds: \"" + token + "\" is not an integer; give a list such as 0,1,2";
+      return false;
+    }
+    seeds->push_back(v);
+  }
+  return true;
+}
+
+// Calls `rpc` until it answers or fails for a reason retrying cannot fix.
+template <typename Call>
+grpc::Status CallWithRetries(const CommandEnv& env, const char* what, Call rpc) {
+  grpc::Status status;
+  for (int retry = 0;; ++retry) {
+    grpc::ClientContext context;
+    PrepareContext(context, env.client, kSubmitDeadline);
+    status = rpc(&context);
+    if (status.ok() || !IsRetryable(status) || retry == kSubmitRetries) return status;
+    milliseconds wait = Backoff(retry + 1);
+    env.Error("no answer from the coordinator at " + env.client.address + "; retrying the " + what +
+              " in " + SecondsText(wait) + " (retry " + std::to_string(retry + 1) + " of " +
+              std::to_string(kSubmitRetries) + ")");
+    env.sleep(wait);
+  }
 }
 
 // The end of a watch: the verdict line and the exit status.
@@ -411,6 +457,88 @@ int SweepExport(const CommandEnv& env, const SweepExportOptions& options) {
   return kExitOk;
 }
 
+int SweepPromote(const CommandEnv& env, const SweepPromoteOptions& options) {
+  v1::PromoteSweepRequest request;
+  request.set_sweep_id(options.sweep_id);
+  request.set_name(options.name);
+  request.set_dry_run(options.dry_run);
+  std::vector<int64_t> seeds;
+  std::string error;
+  if (!ParseSeedList(options.seeds, &seeds, &error)) {
+    env.Error(error);
+    return kExitUsage;
+  }
+  for (int64_t seed : seeds) request.add_seeds(seed);
+  if (seeds.empty()) {
+    env.Error("--seeds: the list is empty; give at least one seed, e.g. 0,1,2");
+    return kExitUsage;
+  }
+  v1::PromoteSweepResponse response;
+  grpc::Status status = CallWithRetries(env, "promote", [&](grpc::ClientContext* context) {
+    response.Clear();
+    return env.stub->PromoteSweep(context, request, &response);
+  });
+  if (!status.ok()) return env.RpcFailure(status);
+  if (env.json) {
+    Json j = Json::object();
+    j["id"] = response.sweep().id();
+    j["runs"] = response.runs();
+    j["parent"] = options.sweep_id;
+    j["dry_run"] = options.dry_run;
+    j["existing"] = response.existing();
+    j["reasons"] = Json::array();
+    for (const std::string& r : response.reasons()) j["reasons"].push_back(r);
+    j["spec_text"] = response.spec_text();
+    *env.out << j.dump() << '\n';
+    return kExitOk;
+  }
+  if (options.dry_run) {
+    *env.out << response.spec_text();
+    *env.out << "# valid: " << response.runs() << " run" << (response.runs() == 1 ? "" : "s")
+             << "; nothing stored (dry run)\n";
+    return kExitOk;
+  }
+  *env.out << (response.existing() ? "already promoted: sweep " : "promoted ") << options.sweep_id
+           << (response.existing() ? " made sweep " : " to sweep ") << response.sweep().id() << " ("
+           << response.sweep().name() << ", " << response.runs() << " run" << (response.runs() == 1 ? "" : "s")
+           << ")\n";
+  for (const std::string& r : response.reasons()) *env.out << "  " << r << '\n';
+  *env.out << "follow it with `madamctl sweep watch " << response.sweep().id()
+           << "`, then `madamctl report table1 --sweep " << response.sweep().id() << "`\n";
+  return kExitOk;
+}
+
+int SweepExtend(const CommandEnv& env, const SweepExtendOptions& options) {
+  v1::ExtendSweepRequest request;
+  request.set_sweep_id(options.sweep_id);
+  request.set_force(options.force);
+  std::vector<int64_t> seeds;
+  std::string error;
+  if (!ParseSeedList(options.seeds, &seeds, &error)) {
+    env.Error(error);
+    return kExitUsage;
+  }
+  for (int64_t seed : seeds) request.add_seeds(seed);
+  v1::ExtendSweepResponse response;
+  grpc::Status status = CallWithRetries(env, "extend", [&](grpc::ClientContext* context) {
+    response.Clear();
+    return env.stub->ExtendSweep(context, request, &response);
+  });
+  if (!status.ok()) return env.RpcFailure(status);
+  if (env.json) {
+    Json j = Json::object();
+    j["id"] = options.sweep_id;
+    j["runs_added"] = response.runs_added();
+    j["sweep"] = SweepToJson(response.sweep());
+    *env.out << j.dump() << '\n';
+  } else {
+    *env.out << "added " << response.runs_added() << " run" << (response.runs_added() == 1 ? "" : "s")
+             << " to sweep " << options.sweep_id << " (now " << TotalRuns(response.sweep().counts())
+             << " runs, " << response.sweep().state() << ")\n";
+  }
+  return kExitOk;
+}
+
 void AddSweepCommands(CLI::App& app, const CommandEnv& env, CommandAction* action) {
   CLI::App* sweep = app.add_subcommand("sweep", "Submit, follow and manage sweeps");
 
@@ -461,6 +589,28 @@ void AddSweepCommands(CLI::App& app, const CommandEnv& env, CommandAction* actio
       ->check(CLI::IsMember({"csv", "json"}));
   exp->callback([&env, action, export_opts] {
     *action = [&env, export_opts] { return SweepExport(env, *export_opts); };
+  });
+
+  auto promote_opts = std::make_shared<SweepPromoteOptions>();
+  CLI::App* promote = sweep->add_subcommand(
+      "promote", "Make the Table 1 sweep from a finished Figure 1 sweep (best baseline lr, madam at 0.01)");
+  promote->add_option("FIG1_SWEEP", promote_opts->sweep_id, "The Figure 1 sweep id")->required();
+  promote->add_option("--seeds", promote_opts->seeds, "Comma-separated seeds of the new sweep")
+      ->capture_default_str();
+  promote->add_option("--name", promote_opts->name, "Name of the new sweep (default: from the parent's)");
+  promote->add_flag("--dry-run", promote_opts->dry_run, "Print the new sweep file; create nothing");
+  promote->callback([&env, action, promote_opts] {
+    *action = [&env, promote_opts] { return SweepPromote(env, *promote_opts); };
+  });
+
+  auto extend_opts = std::make_shared<SweepExtendOptions>();
+  CLI::App* extend = sweep->add_subcommand("extend", "Add the same grid's runs for more seeds");
+  extend->add_option("ID", extend_opts->sweep_id, "Sweep id")->required();
+  extend->add_option("--seeds", extend_opts->seeds, "Comma-separated seeds to add (present ones are skipped)")
+      ->required();
+  extend->add_flag("--force", extend_opts->force, "Extend a cancelled sweep too");
+  extend->callback([&env, action, extend_opts] {
+    *action = [&env, extend_opts] { return SweepExtend(env, *extend_opts); };
   });
 }
 

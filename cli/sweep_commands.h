@@ -1,4 +1,5 @@
-// `madamctl sweep ...`: submit, list, show, watch, cancel, rerun, export
+// `madamctl sweep ...`: submit, list, show, watch, cancel, rerun, export,
+// promote, extend
 // (ARCHITECTURE.md section 3).
 //
 // Each command is a plain function of a CommandEnv and its options, returning
@@ -31,6 +32,19 @@ struct SweepExportOptions {
   std::string format;  // "csv" | "json"; empty: json with --json, else csv
 };
 
+struct SweepPromoteOptions {
+  std::string sweep_id;
+  std::string seeds = "0,1,2";  // comma-separated
+  std::string name;             // empty: from the parent's name
+  bool dry_run = false;
+};
+
+struct SweepExtendOptions {
+  std::string sweep_id;
+  std::string seeds;  // comma-separated
+  bool force = false; // extend a cancelled sweep too
+};
+
 // Retries of a submit that met UNAVAILABLE or DEADLINE_EXCEEDED, with the
 // same idempotency key so the coordinator stores the sweep at most once.
 constexpr int kSubmitRetries = 3;
@@ -45,6 +59,11 @@ int SweepWatch(const CommandEnv& env, const std::string& sweep_id);
 int SweepCancel(const CommandEnv& env, const std::string& sweep_id);
 int SweepRerun(const CommandEnv& env, const SweepRerunOptions& options);
 int SweepExport(const CommandEnv& env, const SweepExportOptions& options);
+// The two stages (ARCHITECTURE.md section 4). Both retry UNAVAILABLE and
+// DEADLINE_EXCEEDED like submit: a retried promote returns the sweep the
+// first call made, a retried extend adds nothing.
+int SweepPromote(const CommandEnv& env, const SweepPromoteOptions& options);
+int SweepExtend(const CommandEnv& env, const SweepExtendOptions& options);
 
 // A random hex key, one per `sweep submit` invocation.
 std::string NewIdempotencyKey();

@@ -24,10 +24,12 @@ struct MethodRole {
 // The whole method -> role table. A method added to a .proto and not here is
 // refused for every token (tests/integration/security_test.cc checks that
 // every method of the services is listed).
-constexpr std::array<MethodRole, 17> kMethodRoles = {{
+constexpr std::array<MethodRole, 19> kMethodRoles = {{
     {"/madam.v1.Coordinator/SubmitSweep", Role::kAdmin},
     {"/madam.v1.Coordinator/CancelSweep", Role::kAdmin},
     {"/madam.v1.Coordinator/RerunSweep", Role::kAdmin},
+    {"/madam.v1.Coordinator/PromoteSweep", Role::kAdmin},
+    {"/madam.v1.Coordinator/ExtendSweep", Role::kAdmin},
     {"/madam.v1.Coordinator/ListSweeps", Role::kReader},
     {"/madam.v1.Coordinator/GetSweep", Role::kReader},
     {"/madam.v1.Coordinator/WatchSweep", Role::kReader},

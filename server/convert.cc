@@ -49,6 +49,8 @@ void ToProto(const SweepRow& sweep, v1::Sweep* out, bool with_spec) {
   out->set_device(sweep.device);
   out->set_created_at_ms(sweep.created_at_ms);
   if (with_spec) out->set_spec_text(sweep.spec_text);
+  out->set_parent_sweep_id(sweep.parent_sweep_id);
+  for (const std::string& reason : sweep.promotion_reasons) out->add_promotion_reasons(reason);
 }
 
 void ToProto(const RunRow& run, v1::Run* out) {

@@ -6,6 +6,7 @@
 
 #include "server/convert.h"
 #include "server/grpc_status.h"
+#include "server/promote.h"
 #include "server/report.h"
 
 namespace madam::server {
@@ -27,6 +28,28 @@ std::string Describe(const std::map<std::string, std::string>& labels, const Run
 Status RequireId(const std::string& value, const char* field) {
   if (value.empty()) return Status::InvalidArgument(std::string(field) + " is required");
   return Status::Ok();
+}
+
+// A parsed sweep file as the Store takes it, every run PENDING.
+NewSweep ToNewSweep(const SweepSpec& spec, const std::string& text) {
+  NewSweep sweep;
+  sweep.name = spec.name;
+  sweep.spec_text = text;
+  sweep.metric_name = spec.metric_name;
+  sweep.metric_goal = spec.metric_goal;
+  sweep.device = spec.device;
+  sweep.max_concurrent = spec.max_concurrent;
+  sweep.max_attempts = spec.max_attempts;
+  for (auto& run : ExpandSweep(spec)) sweep.runs.push_back(NewRun{std::move(run.params), std::move(run.labels)});
+  return sweep;
+}
+
+// The dedupe key of a promote: a retried request (the same parent, seeds
+// and name) finds the sweep the first one created.
+std::string PromoteKey(const std::string& parent, const std::vector<int64_t>& seeds, const std::string& name) {
+  std::string key = "promote|" + parent + "|seeds=";
+  for (size_t i = 0; i < seeds.size(); ++i) key += (i ? "," : "") + std::to_string(seeds[i]);
+  return key + "|name=" + name;
 }
 
 }  // namespace
@@ -51,18 +74,8 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext*, const v1::Sub
     }
     return grpc::Status::OK;
   }
-  NewSweep sweep;
-  sweep.name = spec->name;
-  sweep.spec_text = req->spec_text();
-  sweep.metric_name = spec->metric_name;
-  sweep.metric_goal = spec->metric_goal;
-  sweep.device = spec->device;
+  NewSweep sweep = ToNewSweep(*spec, req->spec_text());
   sweep.idempotency_key = req->idempotency_key();
-  sweep.max_concurrent = spec->max_concurrent;
-  sweep.max_attempts = spec->max_attempts;
-  auto runs = ExpandSweep(*spec);
-  sweep.runs.reserve(runs.size());
-  for (auto& run : runs) sweep.runs.push_back(NewRun{std::move(run.params), std::move(run.labels)});
   auto row = store_->CreateSweep(sweep);
   if (!row.ok()) return ToGrpcStatus(row.status());
   resp->set_sweep_id(row->id);
@@ -277,6 +290,83 @@ grpc::Status CoordinatorService::GetReport(grpc::ServerContext*, const v1::GetRe
   resp->set_content(std::move(report->content));
   resp->set_content_type(report->content_type);
   for (const std::string& id : ids) resp->add_sweep_ids(id);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::PromoteSweep(grpc::ServerContext*, const v1::PromoteSweepRequest* req,
+                                              v1::PromoteSweepResponse* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  PromoteOptions options;
+  if (!req->seeds().empty()) options.seeds.assign(req->seeds().begin(), req->seeds().end());
+  if (auto s = ValidateSeeds(options.seeds); !s.ok()) return ToGrpcStatus(s);
+  auto parent = store_->GetSweep(req->sweep_id());
+  if (!parent.ok()) return ToGrpcStatus(parent.status());
+  options.name = req->name().empty() ? DefaultPromotedName(parent->name) : req->name();
+  const std::string key = PromoteKey(parent->id, options.seeds, options.name);
+  if (!req->dry_run()) {
+    auto existing = store_->FindSweepByIdempotencyKey(key);
+    if (!existing.ok()) return ToGrpcStatus(existing.status());
+    if (existing->has_value()) {
+      const SweepRow& row = **existing;
+      ToProto(row, resp->mutable_sweep(), /*with_spec=*/true);
+      resp->set_spec_text(row.spec_text);
+      for (const std::string& r : row.promotion_reasons) resp->add_reasons(r);
+      resp->set_runs(row.counts.total());
+      resp->set_existing(true);
+      return grpc::Status::OK;
+    }
+  }
+  auto runs = store_->ListRuns(parent->id);
+  if (!runs.ok()) return ToGrpcStatus(runs.status());
+  auto promotion = BuildPromotion(*parent, *runs, options);
+  if (!promotion.ok()) return ToGrpcStatus(promotion.status());
+  auto spec = ParseSweepSpec(promotion->spec_text, promotion->name + ".yaml", limits_);
+  if (!spec.ok()) {
+    return ToGrpcStatus(Status::Internal("the promoted sweep file of " + parent->id +
+                                         " does not parse (a madamd bug): " + spec.status().message()));
+  }
+  resp->set_spec_text(promotion->spec_text);
+  for (const std::string& r : promotion->reasons) resp->add_reasons(r);
+  resp->set_runs(static_cast<int64_t>(CountRuns(*spec)));
+  if (req->dry_run()) return grpc::Status::OK;
+  NewSweep sweep = ToNewSweep(*spec, promotion->spec_text);
+  sweep.idempotency_key = key;
+  sweep.parent_sweep_id = parent->id;
+  sweep.promotion_reasons = promotion->reasons;
+  auto row = store_->CreateSweep(sweep);
+  if (!row.ok()) return ToGrpcStatus(row.status());
+  ToProto(*row, resp->mutable_sweep(), /*with_spec=*/true);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ExtendSweep(grpc::ServerContext*, const v1::ExtendSweepRequest* req,
+                                             v1::ExtendSweepResponse* resp) {
+  if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  std::vector<int64_t> seeds(req->seeds().begin(), req->seeds().end());
+  if (auto s = ValidateSeeds(seeds); !s.ok()) return ToGrpcStatus(s);
+  auto sweep = store_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  auto spec = ParseSweepSpec(sweep->spec_text, sweep->name, limits_);
+  if (!spec.ok()) {
+    return ToGrpcStatus(Status::FailedPrecondition("sweep " + sweep->id +
+                                                   "'s stored file no longer parses: " + spec.status().message()));
+  }
+  spec->seeds = seeds;
+  const size_t added_at_most = CountRuns(*spec);
+  if (added_at_most > limits_.max_runs ||
+      static_cast<size_t>(sweep->counts.total()) + added_at_most > limits_.max_runs) {
+    return ToGrpcStatus(Status::ResourceExhausted(
+        "extending sweep " + sweep->id + " by " + std::to_string(added_at_most) + " runs would pass the limit of " +
+        std::to_string(limits_.max_runs) + " runs per sweep"));
+  }
+  std::vector<NewRun> runs;
+  for (auto& run : ExpandSweep(*spec)) runs.push_back(NewRun{std::move(run.params), std::move(run.labels)});
+  auto added = store_->AppendRuns(sweep->id, runs, req->force());
+  if (!added.ok()) return ToGrpcStatus(added.status());
+  resp->set_runs_added(*added);
+  auto after = store_->GetSweep(sweep->id);
+  if (!after.ok()) return ToGrpcStatus(after.status());
+  ToProto(*after, resp->mutable_sweep());
   return grpc::Status::OK;
 }
 

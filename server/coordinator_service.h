@@ -50,6 +50,12 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // Computed by server/report.h (the one report code path).
   grpc::Status GetReport(grpc::ServerContext* ctx, const v1::GetReportRequest* req,
                          v1::Report* resp) override;
+  // The two stages (ARCHITECTURE.md section 4): server/promote.h builds
+  // the Table 1 file; ExtendSweep re-expands the stored file for new seeds.
+  grpc::Status PromoteSweep(grpc::ServerContext* ctx, const v1::PromoteSweepRequest* req,
+                            v1::PromoteSweepResponse* resp) override;
+  grpc::Status ExtendSweep(grpc::ServerContext* ctx, const v1::ExtendSweepRequest* req,
+                           v1::ExtendSweepResponse* resp) override;
 
  private:
   Status BuildProgress(const std::string& sweep_id, v1::SweepProgress* out);

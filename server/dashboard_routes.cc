@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <vector>
 
+#include "common/number_text.h"
 #include "common/param_json.h"
 #include "common/recipe.h"
 #include "server/report.h"
@@ -59,10 +61,49 @@ Json SweepJson(const SweepRow& s, bool with_spec) {
          {"created_at_ms", s.created_at_ms},
          {"counts", CountsJson(s.counts)}};
   if (with_spec) j["spec_text"] = s.spec_text;
+  // A promoted (stage-2) sweep names its Figure 1 parent and why each cell
+  // is what it is (ARCHITECTURE.md section 4, "Two stages").
+  j["parent"] = s.parent_sweep_id.empty() ? Json(nullptr) : Json(s.parent_sweep_id);
+  j["promotion_reasons"] = s.promotion_reasons;
   return j;
 }
 
+// A parameter as a person reads it: numbers short (common/number_text.h),
+// so an lr of 10^-2.5 never shows as 0.0031622776601683794.
+std::string ParamDisplay(const ParamValue& v) {
+  if (v.is_number()) return ShortNumber(v.number);
+  if (v.is_string()) return v.text;
+  std::string out = "[";
+  for (size_t i = 0; i < v.list.size(); ++i) out += (i ? ", " : "") + ShortNumber(v.list[i]);
+  return out + "]";
+}
+
+// An axis label with each numeric part ("0.0031622776601683794",
+// "int_madam/12/0.001") in the short form.
+std::string LabelDisplay(const std::string& label) {
+  std::string out;
+  size_t start = 0;
+  while (start <= label.size()) {
+    size_t end = label.find('/', start);
+    if (end == std::string::npos) end = label.size();
+    const std::string part = label.substr(start, end - start);
+    char* stop = nullptr;
+    const double v = part.empty() ? 0 : std::strtod(part.c_str(), &stop);
+    out += (start ? "/" : "") + (!part.empty() && stop && *stop == '\0' ? ShortNumber(v) : part);
+    start = end + 1;
+  }
+  return out;
+}
+
 Json ParamsJson(const RunParams& params) { return ParamsToJsonObject(params); }
+
+std::string ParamDisplay(const ParamValue& v);
+
+Json ParamsText(const RunParams& params) {
+  Json j = Json::object();
+  for (const auto& [name, value] : params) j[name] = ParamDisplay(value);
+  return j;
+}
 
 Json RunJson(const RunRow& r, const std::optional<LiveRun>& live) {
   Json final_values = Json::object();
@@ -74,6 +115,7 @@ Json RunJson(const RunRow& r, const std::optional<LiveRun>& live) {
          {"attempts", r.attempts},
          {"max_attempts", r.max_attempts},
          {"params", ParamsJson(ResolvedRunParams(r.params))},
+         {"params_text", ParamsText(ResolvedRunParams(r.params))},
          {"labels", r.labels},
          {"final", final_values},
          {"last_error", r.last_error},
@@ -90,10 +132,20 @@ Json RunJson(const RunRow& r, const std::optional<LiveRun>& live) {
   return j;
 }
 
-// "#3 optimizer=adam lr=0.01": short enough for a legend, unique in a sweep.
+// "#3 optimizer=adam lr=1e-2": short enough for a legend, unique in a
+// sweep. A sweep whose axes do not name lr (a promoted sweep's cells) still
+// shows it.
 std::string RunLabel(const RunRow& r) {
   std::string label = "#" + std::to_string(r.index);
-  for (const auto& [name, value] : r.labels) label += " " + name + "=" + value;
+  for (const auto& [name, value] : r.labels) label += " " + name + "=" + LabelDisplay(value);
+  if (!r.labels.count("lr")) {
+    auto lr = r.params.find("lr");
+    if (lr != r.params.end()) label += " lr=" + ParamDisplay(lr->second);
+  }
+  auto seed = r.params.find("seed");
+  if (seed != r.params.end() && seed->second.is_number() && seed->second.number != 0) {
+    label += " seed=" + ParamDisplay(seed->second);
+  }
   return label;
 }
 
@@ -156,7 +208,16 @@ HttpResponse DashboardRoutes::Sweeps() const {
 HttpResponse DashboardRoutes::Sweep(const std::string& id) const {
   auto sweep = store_->GetSweep(id);
   if (!sweep.ok()) return FromStatus(sweep.status());
-  return JsonResponse(SweepJson(*sweep, true));
+  Json j = SweepJson(*sweep, true);
+  // The sweeps promoted from this one, for links back down.
+  Json children = Json::array();
+  if (auto all = store_->ListSweeps(); all.ok()) {
+    for (const SweepRow& s : *all) {
+      if (s.parent_sweep_id == id) children.push_back(Json{{"id", s.id}, {"name", s.name}});
+    }
+  }
+  j["promoted"] = children;
+  return JsonResponse(j);
 }
 
 HttpResponse DashboardRoutes::SweepRuns(const std::string& id) const {
@@ -192,18 +253,29 @@ HttpResponse DashboardRoutes::CurvesSvg(const std::string& sweep_id, const HttpR
 
   PlotPanel panel;
   panel.title = metric;
+  bool any_per_epoch = false;
   for (const RunRow& r : *runs) {
     if (panel.series.size() >= kMaxCurveRuns) break;
     auto points = store_->GetMetrics(r.id, metric);
     if (!points.ok() || points->empty()) continue;
     PlotSeries series;
     series.name = RunLabel(r);
+    // A metric logged once per epoch (test/error, ...) has few points: each
+    // is drawn as a marker, so a one- or two-epoch run is visible at all.
+    const RunParams resolved = ResolvedRunParams(r.params);
+    auto epochs = resolved.find("epochs");
+    const bool per_epoch = epochs != resolved.end() && epochs->second.is_number() &&
+                           static_cast<double>(points->size()) <= epochs->second.number;
+    if (per_epoch) any_per_epoch = true;
     const size_t stride = (points->size() + kMaxCurvePoints - 1) / kMaxCurvePoints;
     for (size_t i = 0; i < points->size(); i += stride) {
       series.points.push_back({static_cast<double>((*points)[i].step), (*points)[i].value});
     }
     if ((points->size() - 1) % stride != 0) {  // always end at the latest point
       series.points.push_back({static_cast<double>(points->back().step), points->back().value});
+    }
+    if (per_epoch) {
+      for (size_t i = 0; i < series.points.size(); ++i) series.marked.push_back(i);
     }
     panel.series.push_back(std::move(series));
   }
@@ -219,6 +291,7 @@ HttpResponse DashboardRoutes::CurvesSvg(const std::string& sweep_id, const HttpR
   options.panel_width = 640;
   options.panel_height = 320;
   options.marker_legend = "";
+  options.marker_class = any_per_epoch ? "point" : "best";
   HttpResponse r = HttpResponse::Text(200, RenderLinePlot({panel}, options));
   r.content_type = "image/svg+xml";
   return r;

@@ -5,11 +5,15 @@
 //   GET /                                   the dashboard (one self-contained page)
 //   GET /metrics                            Prometheus text exposition 0.0.4
 //   GET /api/v1/sweeps                      {"sweeps": [sweep...]}
-//   GET /api/v1/sweeps/{id}                 sweep (with spec_text)
+//   GET /api/v1/sweeps/{id}                 sweep (with spec_text; "parent" and
+//                                           "promotion_reasons" of a promoted sweep,
+//                                           "promoted": the sweeps made from it)
 //   GET /api/v1/sweeps/{id}/runs            {"sweep": id, "runs": [run...]}
 //   GET /api/v1/sweeps/{id}/lr-sensitivity.svg   Figure 1 of the sweep (report module)
 //   GET /api/v1/sweeps/{id}/curves.svg?metric=M&runs=running|all
 //                                           metric M against step, a line per run
+//                                           (a per-epoch metric with a marker per point;
+//                                           legends name numbers by common/number_text.h)
 //   GET /api/v1/runs/{id}                   run
 //   GET /api/v1/runs/{id}/metrics?name=M&after_step=N
 //                                           {"run": id, "points": [{name, step, value, time}]}

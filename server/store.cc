@@ -19,6 +19,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -108,6 +109,18 @@ CREATE TABLE workers(
   registered_at INTEGER NOT NULL,
   last_seen     INTEGER NOT NULL
 );
+)sql",
+    // 2: promoted sweeps (ARCHITECTURE.md section 4, "Two stages"): the
+    // parent of a stage-2 sweep and why each of its cells is what it is.
+    // A table of its own, so sweeps' columns (and their readers) stay as
+    // they were; IF NOT EXISTS so that it commutes with other migrations.
+    R"sql(
+CREATE TABLE IF NOT EXISTS sweep_lineage(
+  sweep_id  TEXT PRIMARY KEY,
+  parent_id TEXT NOT NULL,
+  reasons   TEXT NOT NULL DEFAULT '[]'   -- JSON array of strings
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sweep_lineage_by_parent ON sweep_lineage(parent_id);
 )sql",
 };
 constexpr int64_t kLatestSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -271,6 +284,17 @@ SweepRow ReadSweep(const Statement& st) {
   s.state = st.ColumnText(10);
   s.created_at_ms = st.ColumnInt(11);
   return s;
+}
+
+// A sweep_lineage row (parent_id, reasons) into its sweep.
+void ReadLineage(const Statement& st, SweepRow* sweep) {
+  sweep->parent_sweep_id = st.ColumnText(0);
+  sweep->promotion_reasons.clear();
+  json reasons = json::parse(st.ColumnText(1), nullptr, false);
+  if (!reasons.is_array()) return;
+  for (const auto& r : reasons) {
+    if (r.is_string()) sweep->promotion_reasons.push_back(r.get<std::string>());
+  }
 }
 
 void AddCount(RunCounts* c, const std::string& stored_state, int64_t n) {
@@ -891,6 +915,11 @@ Result<SweepRow> Store::CreateSweep(const NewSweep& sweep) {
           .Bind(9, sweep.max_attempts).Bind(10, now).BindTextOrNull(11, sweep.idempotency_key);
       MADAM_RETURN_IF_ERROR(st.Run());
     }
+    if (!sweep.parent_sweep_id.empty()) {
+      MADAM_ASSIGN_STMT(lin, w, "INSERT INTO sweep_lineage(sweep_id, parent_id, reasons) VALUES (?, ?, ?)");
+      lin.Bind(1, id).Bind(2, sweep.parent_sweep_id).Bind(3, json(sweep.promotion_reasons).dump());
+      MADAM_RETURN_IF_ERROR(lin.Run());
+    }
     MADAM_ASSIGN_STMT(ins, w,
                       "INSERT INTO runs(id, sweep_id, idx, params_json, labels_json, state) "
                       "VALUES (?, ?, ?, ?, ?, 'PENDING')");
@@ -924,6 +953,11 @@ Result<SweepRow> Store::GetSweep(const std::string& sweep_id) {
       AddCount(&sweep.counts, counts.ColumnText(0), counts.ColumnInt(1));
     }
     counts.Reset();
+    MADAM_ASSIGN_STMT(lin, r.stmts, "SELECT parent_id, reasons FROM sweep_lineage WHERE sweep_id = ?");
+    lin.Bind(1, sweep_id);
+    MADAM_STEP(has_parent, lin);
+    if (has_parent) ReadLineage(lin, &sweep);
+    lin.Reset();
     return sweep;
   });
 }
@@ -950,8 +984,88 @@ Result<std::vector<SweepRow>> Store::ListSweeps() {
       if (it != by_id.end()) AddCount(&sweeps[it->second].counts, counts.ColumnText(1), counts.ColumnInt(2));
     }
     counts.Reset();
+    MADAM_ASSIGN_STMT(lin, r.stmts, "SELECT parent_id, reasons, sweep_id FROM sweep_lineage");
+    for (;;) {
+      MADAM_STEP(more, lin);
+      if (!more) break;
+      auto it = by_id.find(lin.ColumnText(2));
+      if (it != by_id.end()) ReadLineage(lin, &sweeps[it->second]);
+    }
+    lin.Reset();
     return sweeps;
   });
+}
+
+Result<std::optional<SweepRow>> Store::FindSweepByIdempotencyKey(const std::string& key) {
+  if (key.empty()) return std::optional<SweepRow>();
+  auto id = impl_->Read([&](Impl::Reader& r) -> Result<std::string> {
+    MADAM_ASSIGN_STMT(st, r.stmts, "SELECT id FROM sweeps WHERE idempotency_key = ?");
+    st.Bind(1, key);
+    MADAM_STEP(row, st);
+    std::string found = row ? st.ColumnText(0) : "";
+    st.Reset();
+    return found;
+  });
+  if (!id.ok()) return id.status();
+  if (id->empty()) return std::optional<SweepRow>();
+  auto sweep = GetSweep(*id);
+  if (!sweep.ok()) return sweep.status();
+  return std::optional<SweepRow>(std::move(sweep).value());
+}
+
+Result<int64_t> Store::AppendRuns(const std::string& sweep_id, const std::vector<NewRun>& runs, bool force) {
+  std::vector<std::pair<std::string, std::string>> encoded;
+  encoded.reserve(runs.size());
+  for (const NewRun& run : runs) encoded.emplace_back(ParamsToJson(run.params), LabelsToJson(run.labels));
+  Impl* impl = impl_.get();
+  int64_t added = 0;
+  Status s = impl->Write([&]() -> Status {
+    StatementCache& w = *impl->w;
+    added = 0;
+    MADAM_ASSIGN_STMT(st, w, "SELECT state FROM sweeps WHERE id = ?");
+    st.Bind(1, sweep_id);
+    MADAM_STEP(row, st);
+    if (!row) return Status::NotFound("sweep " + Quote(sweep_id) + " not found");
+    const std::string state = st.ColumnText(0);
+    st.Reset();
+    if (state == kSweepCancelled && !force) {
+      return Status::FailedPrecondition("sweep " + Quote(sweep_id) +
+                                        " is cancelled; extend it anyway with --force (its cancelled "
+                                        "runs stay cancelled)");
+    }
+    std::set<std::string> existing;
+    int64_t next_index = 0;
+    MADAM_ASSIGN_STMT(sel, w, "SELECT params_json, idx FROM runs WHERE sweep_id = ?");
+    sel.Bind(1, sweep_id);
+    for (;;) {
+      MADAM_STEP(more, sel);
+      if (!more) break;
+      existing.insert(sel.ColumnText(0));
+      next_index = std::max(next_index, sel.ColumnInt(1) + 1);
+    }
+    sel.Reset();
+    MADAM_ASSIGN_STMT(ins, w,
+                      "INSERT INTO runs(id, sweep_id, idx, params_json, labels_json, state) "
+                      "VALUES (?, ?, ?, ?, ?, 'PENDING')");
+    char suffix[32];
+    for (const auto& [params, labels] : encoded) {
+      if (!existing.insert(params).second) continue;
+      std::snprintf(suffix, sizeof suffix, "-%0*lld", kRunIndexDigits, static_cast<long long>(next_index));
+      ins.Reset();
+      ins.Bind(1, sweep_id + suffix).Bind(2, sweep_id).Bind(3, next_index).Bind(4, params).Bind(5, labels);
+      MADAM_RETURN_IF_ERROR(ins.Run());
+      ++next_index;
+      ++added;
+    }
+    if (added > 0) {
+      MADAM_ASSIGN_STMT(sw, w, "UPDATE sweeps SET state = 'running' WHERE id = ?");
+      sw.Bind(1, sweep_id);
+      MADAM_RETURN_IF_ERROR(sw.Run());
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return added;
 }
 
 Status Store::CancelSweep(const std::string& sweep_id) {

@@ -109,6 +109,10 @@ struct NewSweep {
   int64_t max_concurrent = 0;   // 0: unlimited
   int64_t max_attempts = 3;     // >= 1
   std::vector<NewRun> runs;
+  // A promoted (stage-2) sweep: the sweep it was built from and why each of
+  // its cells is what it is (ARCHITECTURE.md section 4, "Two stages").
+  std::string parent_sweep_id;  // empty: none
+  std::vector<std::string> promotion_reasons;
 };
 
 struct RunCounts {
@@ -130,6 +134,8 @@ struct SweepRow {
   std::string state;  // kSweepRunning | kSweepFinished | kSweepCancelled
   int64_t created_at_ms = 0;
   RunCounts counts;
+  std::string parent_sweep_id;                 // promoted from; empty: none
+  std::vector<std::string> promotion_reasons;  // one per promoted cell
 };
 
 struct RunRow {
@@ -233,6 +239,14 @@ class Store {
   Result<SweepRow> GetSweep(const std::string& sweep_id);
   // Oldest first.
   Result<std::vector<SweepRow>> ListSweeps();
+  // The sweep created with this idempotency key, or nullopt.
+  Result<std::optional<SweepRow>> FindSweepByIdempotencyKey(const std::string& key);
+  // Appends runs (PENDING, indexes after the last) to an existing sweep,
+  // skipping every run whose parameters equal an existing run's, so a retry
+  // adds nothing (`sweep extend`, ARCHITECTURE.md section 4). If any run was
+  // added, the sweep is "running" again. A cancelled sweep is
+  // FAILED_PRECONDITION unless `force`. Returns how many runs were added.
+  Result<int64_t> AppendRuns(const std::string& sweep_id, const std::vector<NewRun>& runs, bool force);
   // PENDING runs -> CANCELLED; RUNNING runs get cancel_requested (their worker
   // sees it on its next heartbeat and completes with kCancelled); no more
   // grants. Cancelling a finished or cancelled sweep is a no-op (OK).

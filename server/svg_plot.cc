@@ -8,6 +8,8 @@
 #include <map>
 #include <sstream>
 
+#include "common/number_text.h"
+
 namespace madam::server {
 namespace {
 
@@ -37,6 +39,34 @@ std::string TickLabel(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, std::fabs(v) >= 100 ? "%.0f" : "%.3g", v);
   return buf;
+}
+
+// Tick positions at round values (1, 2 or 5 times a power of ten apart)
+// inside [lo, hi], about `target` of them; the ends themselves when the
+// range is empty. Round steps keep labels short: 500, 1000, 1500 rather
+// than 469, 938, 1407.
+std::vector<double> NiceTicks(double lo, double hi, int target) {
+  if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return {lo};
+  const double raw = (hi - lo) / std::max(1, target - 1);
+  const double base = std::pow(10.0, std::floor(std::log10(raw)));
+  // The round step whose tick count comes closest to the target.
+  double step = base;
+  double best_miss = std::numeric_limits<double>::infinity();
+  for (double m : {0.5, 1.0, 2.0, 5.0, 10.0}) {
+    const double candidate = m * base;
+    const double count = std::floor(hi / candidate + 1e-9) - std::ceil(lo / candidate - 1e-9) + 1;
+    const double miss = std::fabs(count - target);
+    if (miss < best_miss) {
+      best_miss = miss;
+      step = candidate;
+    }
+  }
+  std::vector<double> ticks;
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) {
+    ticks.push_back(std::fabs(t) < step * 1e-9 ? 0.0 : t);
+  }
+  if (ticks.size() < 2) ticks = {lo, hi};
+  return ticks;
 }
 
 struct Domain {
@@ -170,22 +200,21 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
     svg << "<line class=\"axis y-axis\" x1=\"" << Num(left) << "\" y1=\"" << Num(bottom) << "\" x2=\""
         << Num(left) << "\" y2=\"" << Num(ptop) << "\" stroke=\"black\"/>\n";
 
-    // x ticks: every decade on a log axis, five even steps otherwise.
+    // x ticks: every decade on a log axis, about five round values otherwise.
     std::vector<double> xticks;
     if (log_x) {
       for (double k = xd.lo; k <= xd.hi + 1e-9; k += 1) xticks.push_back(k);
     } else {
-      for (int t = 0; t <= 4; ++t) xticks.push_back(xd.lo + (xd.hi - xd.lo) * t / 4);
+      xticks = NiceTicks(xd.lo, xd.hi, 5);
     }
     for (double t : xticks) {
       const double px = Map(t, xd, left, right);
       svg << "<g class=\"tick x-tick\"><line x1=\"" << Num(px) << "\" y1=\"" << Num(bottom) << "\" x2=\""
           << Num(px) << "\" y2=\"" << Num(bottom + 5) << "\" stroke=\"black\"/><text x=\"" << Num(px)
           << "\" y=\"" << Num(bottom + 18) << "\" text-anchor=\"middle\">"
-          << TickLabel(log_x ? std::pow(10.0, t) : t) << "</text></g>\n";
+          << (log_x ? ShortNumber(std::pow(10.0, t)) : TickLabel(t)) << "</text></g>\n";
     }
-    for (int t = 0; t < kYTicks; ++t) {
-      const double v = yd.lo + (yd.hi - yd.lo) * t / (kYTicks - 1);
+    for (double v : NiceTicks(yd.lo, yd.hi, kYTicks)) {
       const double py = Map(v, yd, bottom, ptop);
       svg << "<g class=\"tick y-tick\"><line x1=\"" << Num(left - 5) << "\" y1=\"" << Num(py) << "\" x2=\""
           << Num(left) << "\" y2=\"" << Num(py) << "\" stroke=\"black\"/><text x=\"" << Num(left - 8)

@@ -536,6 +536,65 @@ TEST_F(MadamctlTest, RerunDefaultsToFailedDivergedCancelled) {
   EXPECT_EQ(fake_->rerun_requests[1].states(0), v1::RUN_STATE_FAILED);
 }
 
+TEST_F(MadamctlTest, PromoteSendsSeedsAndNameAndPrintsTheReasons) {
+  fake_->promote = [](const v1::PromoteSweepRequest&, v1::PromoteSweepResponse* r) {
+    *r->mutable_sweep() = MakeSweep("sw-2", "running", 9, 0, 0, 0, 0, 0);
+    r->set_runs(9);
+    r->add_reasons("sgd lr 1e-1: best mean test/error 9.5 over 1 seed of 9 lrs 1e-4..1 in sw-1");
+    r->add_reasons("madam lr 1e-2: fixed at the paper's 0.01, never tuned");
+    return grpc::Status::OK;
+  };
+  ASSERT_EQ(Run({"sweep", "promote", "sw-1"}), kExitOk);
+  const auto& first = fake_->promote_requests.at(0);
+  EXPECT_EQ(first.sweep_id(), "sw-1");
+  EXPECT_EQ(std::vector<int64_t>(first.seeds().begin(), first.seeds().end()), (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_FALSE(first.dry_run());
+  EXPECT_NE(out_.str().find("promoted sw-1 to sweep sw-2 (fig1-fmnist, 9 runs)"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("  madam lr 1e-2: fixed"), std::string::npos) << out_.str();
+  ASSERT_EQ(Run({"sweep", "promote", "sw-1", "--seeds", "3, 4", "--name", "t1", "--dry-run"}), kExitOk);
+  const auto& second = fake_->promote_requests.at(1);
+  EXPECT_EQ(std::vector<int64_t>(second.seeds().begin(), second.seeds().end()), (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(second.name(), "t1");
+  EXPECT_TRUE(second.dry_run());
+}
+
+TEST_F(MadamctlTest, PromoteAndExtendRetryALostResponse) {
+  int calls = 0;
+  fake_->extend = [&calls](auto&, v1::ExtendSweepResponse* r) {
+    if (++calls == 1) return Unavailable();
+    r->set_runs_added(0);
+    *r->mutable_sweep() = MakeSweep("sw-1", "running", 3, 0, 3, 0, 0, 0);
+    return grpc::Status::OK;
+  };
+  ASSERT_EQ(Run({"sweep", "extend", "sw-1", "--seeds", "1,2"}), kExitOk);
+  EXPECT_EQ(fake_->extend_requests.size(), 2u);
+  EXPECT_EQ(out_.str(), "added 0 runs to sweep sw-1 (now 6 runs, running)\n");
+  fake_->promote = [](auto&, auto*) { return Unavailable(); };
+  EXPECT_EQ(Run({"sweep", "promote", "sw-1"}), kExitFailure);
+  EXPECT_EQ(fake_->promote_requests.size(), 1u + kSubmitRetries);
+}
+
+TEST_F(MadamctlTest, SeedsThatAreNotIntegersAreAUsageError) {
+  EXPECT_EQ(Run({"sweep", "extend", "sw-1", "--seeds", "1,two"}), kExitUsage);
+  EXPECT_NE(err_.str().find("\"two\" is not an integer"), std::string::npos) << err_.str();
+  EXPECT_EQ(Run({"sweep", "promote", "sw-1", "--seeds", ","}), kExitUsage);
+  EXPECT_TRUE(fake_->extend_requests.empty());
+  EXPECT_TRUE(fake_->promote_requests.empty());
+}
+
+TEST_F(MadamctlTest, ShowOfAPromotedSweepNamesItsParentAndReasons) {
+  fake_->get_sweep = [](auto&, v1::Sweep* s) {
+    *s = MakeSweep("sw-2", "running", 9, 0, 0, 0, 0, 0);
+    s->set_parent_sweep_id("sw-1");
+    s->add_promotion_reasons("adam lr 1e-3: best mean test/error 9 over 1 seed of 9 lrs 1e-4..1 in sw-1");
+    return grpc::Status::OK;
+  };
+  ASSERT_EQ(Run({"sweep", "show", "sw-2"}), kExitOk);
+  EXPECT_NE(out_.str().find("promoted from sw-1:\n  adam lr 1e-3: best mean"), std::string::npos) << out_.str();
+  ASSERT_EQ(Run({"--json", "sweep", "show", "sw-2"}), kExitOk);
+  EXPECT_NE(out_.str().find("\"parent\":\"sw-1\""), std::string::npos) << out_.str();
+}
+
 TEST_F(MadamctlTest, RerunOfABadStateIsAUsageErrorNamingIt) {
   EXPECT_EQ(Run({"sweep", "rerun", "sw-1", "--state", "failed,exploded"}), kExitUsage);
   EXPECT_NE(err_.str().find("\"exploded\""), std::string::npos);

@@ -80,6 +80,8 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   Handler<v1::GetRunMetricsRequest, v1::GetRunMetricsResponse> get_metrics;
   Handler<v1::ListWorkersRequest, v1::ListWorkersResponse> list_workers;
   Handler<v1::GetReportRequest, v1::Report> get_report;
+  Handler<v1::PromoteSweepRequest, v1::PromoteSweepResponse> promote;
+  Handler<v1::ExtendSweepRequest, v1::ExtendSweepResponse> extend;
   std::deque<Stream> watch_streams;  // one per WatchSweep call
 
   std::vector<CallRecord> calls;
@@ -93,6 +95,8 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   std::vector<v1::GetRunMetricsRequest> metrics_requests;
   std::vector<v1::WatchSweepRequest> watch_requests;
   std::vector<v1::GetReportRequest> report_requests;
+  std::vector<v1::PromoteSweepRequest> promote_requests;
+  std::vector<v1::ExtendSweepRequest> extend_requests;
 
   grpc::Status SubmitSweep(grpc::ClientContext* c, const v1::SubmitSweepRequest& q,
                            v1::SubmitSweepResponse* r) override {
@@ -136,6 +140,14 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   }
   grpc::Status GetReport(grpc::ClientContext* c, const v1::GetReportRequest& q, v1::Report* r) override {
     return Answer("GetReport", c, q, get_report, report_requests, r);
+  }
+  grpc::Status PromoteSweep(grpc::ClientContext* c, const v1::PromoteSweepRequest& q,
+                            v1::PromoteSweepResponse* r) override {
+    return Answer("PromoteSweep", c, q, promote, promote_requests, r);
+  }
+  grpc::Status ExtendSweep(grpc::ClientContext* c, const v1::ExtendSweepRequest& q,
+                           v1::ExtendSweepResponse* r) override {
+    return Answer("ExtendSweep", c, q, extend, extend_requests, r);
   }
 
   int CallCount(const std::string& method) const {
@@ -192,6 +204,8 @@ class FakeCoordinatorStub : public v1::Coordinator::StubInterface {
   MADAM_FAKE_UNARY_ASYNC(GetRunMetrics, v1::GetRunMetricsRequest, v1::GetRunMetricsResponse)
   MADAM_FAKE_UNARY_ASYNC(ListWorkers, v1::ListWorkersRequest, v1::ListWorkersResponse)
   MADAM_FAKE_UNARY_ASYNC(GetReport, v1::GetReportRequest, v1::Report)
+  MADAM_FAKE_UNARY_ASYNC(PromoteSweep, v1::PromoteSweepRequest, v1::PromoteSweepResponse)
+  MADAM_FAKE_UNARY_ASYNC(ExtendSweep, v1::ExtendSweepRequest, v1::ExtendSweepResponse)
 #undef MADAM_FAKE_UNARY_ASYNC
 
   grpc::ClientAsyncReaderInterface<v1::SweepProgress>* AsyncWatchSweepRaw(

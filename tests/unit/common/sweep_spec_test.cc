@@ -166,6 +166,17 @@ TEST(SweepFilesTest, EveryExpandedRunPassesRunConfig) {
   }
 }
 
+// The two stages start from sweeps/lr_grid.yaml (sweeps/README.md): it must
+// be a Figure 1 file, or promote and the fixed-eta rule would not apply.
+TEST(SweepFilesTest, LrGridIsAFigureOneSweepOverLr) {
+  auto spec = ParseSweepSpec(ReadFile(std::string(MADAM_SOURCE_DIR) + "/sweeps/lr_grid.yaml"), "lr_grid.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->stage, SweepStage::kFigure1);
+  bool lr_axis = false;
+  for (const auto& axis : spec->axes) lr_axis = lr_axis || axis.name == "lr";
+  EXPECT_TRUE(lr_axis);
+}
+
 // Every sweep file committed under sweeps/ (sweeps/paper/ included) parses,
 // and every run it expands passes RunConfig: a file that rots fails here.
 TEST(SweepFilesTest, EveryCommittedSweepFileParses) {

@@ -244,6 +244,63 @@ TEST_F(HttpServerTest, ServesTheDashboardMetricsAndApi) {
   EXPECT_EQ(workers["workers"].size(), 1u);
 }
 
+TEST_F(HttpServerTest, PromotedSweepLinksItsParentAndLegendsReadShortNumbers) {
+  auto parent = store_->CreateSweep(MakeSweep(1));
+  ASSERT_TRUE(parent.ok());
+  // A log10 grid point as stored, 10^-2.5, on an lr axis; two epochs.
+  NewSweep child = MakeSweep(0);
+  child.name = "table1-obs";
+  NewRun run;
+  run.params["task"] = ParamValue::String("synthetic-mlp");
+  run.params["optimizer"] = ParamValue::String("sgd");
+  run.params["lr"] = ParamValue::Number(0.0031622776601683794);
+  run.params["epochs"] = ParamValue::Number(2);
+  run.labels["lr"] = "0.0031622776601683794";
+  child.runs.push_back(run);
+  child.parent_sweep_id = parent->id;
+  child.promotion_reasons = {"sgd lr 10^-2.5: best mean test/error 9 over 1 seed of 2 lrs 1e-3..1e-2"};
+  auto made = store_->CreateSweep(child);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+
+  auto j = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + made->id)));
+  EXPECT_EQ(j["parent"], parent->id);
+  EXPECT_EQ(j["promotion_reasons"][0], child.promotion_reasons[0]);
+  auto p = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + parent->id)));
+  EXPECT_TRUE(p["parent"].is_null());
+  ASSERT_EQ(p["promoted"].size(), 1u);
+  EXPECT_EQ(p["promoted"][0]["id"], made->id);
+
+  auto worker = store_->RegisterWorker("w", "cpu");
+  // The parent's run is granted first (oldest sweep); finish it.
+  auto first = store_->AcquireRun(worker->id, "cpu", 30);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  CompleteRequest done;
+  done.run_id = (*first)->run_id;
+  done.lease_epoch = (*first)->lease_epoch;
+  ASSERT_TRUE(store_->CompleteRun(done).ok());
+  auto lease = store_->AcquireRun(worker->id, "cpu", 30);
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  ASSERT_EQ((*lease)->sweep_id, made->id);
+  ASSERT_TRUE(store_->AppendMetrics((*lease)->run_id, (*lease)->lease_epoch,
+                                    {{"test/error", 469, 20.5, 1}, {"test/error", 938, 15.25, 2}})
+                  .ok());
+  auto runs = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + made->id + "/runs")));
+  EXPECT_EQ(runs["runs"][0]["params_text"]["lr"], "10^-2.5");
+  const std::string svg = Body(Get("/api/v1/sweeps/" + made->id + "/curves.svg?metric=test%2Ferror"));
+  EXPECT_NE(svg.find("data-series=\"#0 lr=10^-2.5\""), std::string::npos) << svg.substr(0, 2000);
+  EXPECT_EQ(svg.find("0.0031622776601683794"), std::string::npos);
+  // One point per epoch: both drawn as markers.
+  size_t markers = 0;
+  for (size_t at = svg.find("class=\"marker point\""); at != std::string::npos;
+       at = svg.find("class=\"marker point\"", at + 1)) {
+    ++markers;
+  }
+  EXPECT_EQ(markers, 2u);
+  // Round x ticks (steps 469..938): 500, 600, ..., 900.
+  EXPECT_NE(svg.find(">500</text>"), std::string::npos) << svg;
+  EXPECT_EQ(svg.find(">469</text>"), std::string::npos);
+}
+
 TEST_F(HttpServerTest, RefusesBadRequests) {
   EXPECT_EQ(Get("/nope").rfind("HTTP/1.1 404", 0), 0u);
   EXPECT_EQ(Get("/api/v1/sweeps/sw-00000000").rfind("HTTP/1.1 404", 0), 0u);

@@ -192,6 +192,95 @@ TEST_F(StoreTest, DatabaseFromNewerBuildIsRefused) {
   Reopen();
 }
 
+TEST_F(StoreTest, VersionOneDatabaseGainsSweepLineageAndKeepsItsSweeps) {
+  SweepRow old = Create(MakeSweep(2, "before-promote"));
+  store_.reset();
+  // What a build before promoted sweeps left: schema 1, no lineage table.
+  ExecRaw(path_, "DROP TABLE sweep_lineage; PRAGMA user_version = 1;");
+  Reopen();
+  EXPECT_EQ(UserVersion(path_), Store::LatestSchemaVersion());
+  auto again = store_->GetSweep(old.id);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->counts.pending, 2);
+  EXPECT_EQ(again->parent_sweep_id, "");
+  NewSweep child = MakeSweep(1, "after-promote");
+  child.parent_sweep_id = old.id;
+  child.promotion_reasons = {"madam lr 1e-2: fixed"};
+  SweepRow made = Create(child);
+  EXPECT_EQ(made.parent_sweep_id, old.id);
+}
+
+TEST_F(StoreTest, PromotedSweepKeepsItsParentAndReasonsAcrossRestarts) {
+  SweepRow parent = Create(MakeSweep(2, "fig1"));
+  NewSweep child = MakeSweep(3, "table1");
+  child.parent_sweep_id = parent.id;
+  child.promotion_reasons = {"sgd lr 1e-1: best mean test/error 9.5 over 1 seed of 9 lrs 1e-4..1",
+                             "madam lr 1e-2: fixed at the paper's 0.01, never tuned"};
+  child.idempotency_key = "promote|" + parent.id + "|seeds=0,1,2|name=table1";
+  SweepRow made = Create(child);
+  Reopen();
+  auto got = store_->GetSweep(made.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->parent_sweep_id, parent.id);
+  EXPECT_EQ(got->promotion_reasons, child.promotion_reasons);
+  auto list = store_->ListSweeps();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].parent_sweep_id, "");
+  EXPECT_EQ((*list)[1].parent_sweep_id, parent.id);
+  EXPECT_EQ((*list)[1].promotion_reasons, child.promotion_reasons);
+  auto found = store_->FindSweepByIdempotencyKey(child.idempotency_key);
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->id, made.id);
+  auto none = store_->FindSweepByIdempotencyKey("no such key");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(StoreTest, AppendRunsAddsOnlyNewRunsAndRestartsAFinishedSweep) {
+  SweepRow sweep = Create(MakeSweep(2));
+  const std::string w = Worker();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(Complete(Acquire(w), RunOutcome::kSucceeded).ok());
+  ASSERT_EQ(store_->GetSweep(sweep.id)->state, kSweepFinished);
+  // The same two cells again plus one new one: only the new one is added.
+  NewSweep more = MakeSweep(3);
+  auto added = store_->AppendRuns(sweep.id, more.runs, /*force=*/false);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(*added, 1);
+  auto after = store_->GetSweep(sweep.id);
+  EXPECT_EQ(after->state, kSweepRunning);
+  EXPECT_EQ(after->counts.pending, 1);
+  EXPECT_EQ(after->counts.succeeded, 2);
+  auto runs = store_->ListRuns(sweep.id);
+  ASSERT_EQ(runs->size(), 3u);
+  EXPECT_EQ((*runs)[2].index, 2);
+  EXPECT_EQ((*runs)[2].id, sweep.id + "-00002");
+  EXPECT_EQ((*runs)[2].params.at("lr").number, 0.03);
+  // A retry adds nothing.
+  auto again = store_->AppendRuns(sweep.id, more.runs, false);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+  EXPECT_EQ(store_->ListRuns(sweep.id)->size(), 3u);
+}
+
+TEST_F(StoreTest, AppendRunsToACancelledSweepNeedsForce) {
+  SweepRow sweep = Create(MakeSweep(1));
+  ASSERT_TRUE(store_->CancelSweep(sweep.id).ok());
+  NewSweep more = MakeSweep(2);
+  auto refused = store_->AppendRuns(sweep.id, more.runs, false);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("--force"), std::string::npos) << refused.status().message();
+  auto forced = store_->AppendRuns(sweep.id, more.runs, true);
+  ASSERT_TRUE(forced.ok());
+  EXPECT_EQ(*forced, 1);
+  auto after = store_->GetSweep(sweep.id);
+  EXPECT_EQ(after->state, kSweepRunning);
+  EXPECT_EQ(after->counts.cancelled, 1);
+  EXPECT_EQ(after->counts.pending, 1);
+  EXPECT_EQ(store_->AppendRuns("sw-00000000", more.runs, false).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(StoreTest, DatabaseUsesWalJournal) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
