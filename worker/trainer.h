@@ -62,6 +62,9 @@ struct WorkerOptions {
   std::string data_dir;         // empty: the task's default location
   int threads = 0;              // intra-op threads; 0 leaves LibTorch's default
   int loader_threads = 0;       // input-pipeline threads (image tasks); 0: the cores left over
+  // A TorchScript feature extractor for test/fid (worker/fid.h); empty: FID
+  // is not computed (a GAN task warns once and reports its losses).
+  std::string fid_model;
 };
 
 // Where the training loop is; for progress bars.
@@ -100,6 +103,9 @@ struct RunHooks {
   std::string export_model;  // int_madam only: write the B-bit model here at the end
   std::function<void(const ProgressInfo&)> on_progress;  // every logged step and epoch end
   int64_t attempt = 1;  // which attempt of the run this is (1 for a standalone run)
+  // Where the run writes its own files besides checkpoints (a GAN's sample
+  // grids); empty: nowhere.
+  std::string output_dir;
 };
 
 struct RunSummary {
