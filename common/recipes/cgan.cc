@@ -24,7 +24,6 @@ std::vector<TaskRecipe> CganRecipes() {
                Confirmed("lr_schedule", Str("step"), main + " (if epoch == 100: decay)"),
                Confirmed("lr_milestones", List({100}),
                          main + " (decays before the 0-based epoch 100: after 100 epochs)"),
-               Confirmed("val_split", Num(0), main + " (trains on all 50,000)"),
                Confirmed("bias_init", Str("normal"), arch + " (biases N(0, 0.01))"),
                Confirmed("bias_init_std", Num(0.01), arch + " (biases N(0, 0.01))"),
                Confirmed("attention_gain_init", Num(1), arch + " (self-attention gamma starts at 1)"),

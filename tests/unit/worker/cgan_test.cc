@@ -5,12 +5,15 @@
 // CIFAR files with a tiny TorchScript feature extractor built here in C++.
 #include <gtest/gtest.h>
 #include <png.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "common/recipe.h"
@@ -305,7 +308,7 @@ std::map<std::string, double> WithoutTiming(std::map<std::string, double> m) {
 }
 
 TEST_F(CganTaskTest, TrainsBothNetworksReportsFidAndResumesExactly) {
-  for (const char* optimizer : {"adam", "madam"}) {
+  for (const char* optimizer : {"adam", "madam", "int_madam"}) {
     SCOPED_TRACE(optimizer);
     Trainer trainer(Options(true));
     RunConfig config = Config(optimizer);
@@ -368,6 +371,32 @@ TEST_F(CganTaskTest, ABadFidModelFailsTheRunBeforeTraining) {
   EXPECT_EQ(s.steps, 0);
   EXPECT_NE(s.error.find("--fid-model"), std::string::npos) << s.error;
   EXPECT_NE(s.error.find("bad.pt"), std::string::npos) << s.error;
+}
+
+// The command lines refuse a bad --fid-model before anything trains: train
+// with a usage error, serve mode before it contacts a coordinator.
+TEST_F(CganTaskTest, CommandsRefuseABadFidModelUpFront) {
+  WriteFeatureModule(Path("rank1.pt"), "    return x.mean([1, 2, 3])\n");
+  const std::string bin = MADAM_WORKER_BINARY;
+  const std::string train = bin + " train --task cifar10-cgan --optimizer adam --device cpu --data-dir " +
+                            Path("cifar") + " --no-progress --summary-json " + Path("s.json") +
+                            " --fid-model " + Path("rank1.pt") + " 2>" + Path("train.err");
+  int rc = std::system(train.c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  std::ifstream err(Path("train.err"));
+  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("--fid-model " + Path("rank1.pt")), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(Path("s.json")));  // no run took place
+
+  const std::string serve = bin + " --coordinator 127.0.0.1:1 --max-runs 1 --fid-model " +
+                            Path("missing.pt") + " 2>" + Path("serve.err");
+  rc = std::system(serve.c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  std::ifstream serr(Path("serve.err"));
+  std::string stext((std::istreambuf_iterator<char>(serr)), std::istreambuf_iterator<char>());
+  EXPECT_NE(stext.find("missing.pt"), std::string::npos) << stext;
 }
 
 TEST_F(CganTaskTest, TooManyFidSamplesIsAnError) {
