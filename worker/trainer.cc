@@ -483,6 +483,11 @@ RunSummary RunLoop::Execute() {
     throw RunError("--export-model needs a B-bit optimizer (int_madam), got " + config_.optimizer);
   }
   Build();
+  // Refused before training rather than after it: an export holds one network.
+  if (!hooks_.export_model.empty() && networks_.size() != 1) {
+    throw RunError("--export-model needs one network; task " + config_.task + " has " +
+                   std::to_string(networks_.size()));
+  }
   if (!hooks_.resume_from.empty()) {
     LoadCheckpoint(hooks_.resume_from);
     summary.resumed_from = hooks_.resume_from;

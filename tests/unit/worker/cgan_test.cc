@@ -29,7 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace madam::worker::testing;
 
-class TempDirTest : public ::testing::Test {
+class ScratchDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
@@ -42,6 +42,9 @@ class TempDirTest : public ::testing::Test {
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
   fs::path dir_;
 };
+
+// Feature files and --fid-model files in a scratch directory.
+class FidFilesTest : public ScratchDirTest {};
 
 // ---- the Fréchet distance -------------------------------------------------
 
@@ -119,7 +122,7 @@ void SaveTensor(const torch::Tensor& t, const std::string& path) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-TEST_F(TempDirTest, FidCommandReadsSavedFeatureTensors) {
+TEST_F(FidFilesTest, FidCommandReadsSavedFeatureTensors) {
   torch::manual_seed(1);
   auto a = torch::randn({50, 6}, torch::kFloat);
   auto b = torch::randn({60, 6}, torch::kFloat) * 1.5 + 0.2;
@@ -239,7 +242,7 @@ const char* const kGoodBody =
     "    y = torch.adaptive_avg_pool2d(x, [4, 4]).flatten(1)\n"
     "    return torch.tanh(torch.mm(y, self.w))\n";
 
-TEST_F(TempDirTest, BadFidModelsAreRejectedWithTheReason) {
+TEST_F(FidFilesTest, BadFidModelsAreRejectedWithTheReason) {
   WriteFeatureModule(Path("good.pt"), kGoodBody);
   EXPECT_TRUE(CheckFidModel(Path("good.pt")).ok()) << CheckFidModel(Path("good.pt")).ToString();
 
@@ -270,10 +273,10 @@ class CollectingSink : public MetricSink {
   std::vector<MetricPoint> points;
 };
 
-class CganTaskTest : public TempDirTest {
+class CganTaskTest : public ScratchDirTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
+    ScratchDirTest::SetUp();
     WriteCifar10Dir(Path("cifar"), 24, 10);  // 120 training images
     WriteFeatureModule(Path("features.pt"), kGoodBody);
   }
@@ -397,6 +400,16 @@ TEST_F(CganTaskTest, CommandsRefuseABadFidModelUpFront) {
   std::ifstream serr(Path("serve.err"));
   std::string stext((std::istreambuf_iterator<char>(serr)), std::istreambuf_iterator<char>());
   EXPECT_NE(stext.find("missing.pt"), std::string::npos) << stext;
+}
+
+TEST_F(CganTaskTest, ABitExportOfTwoNetworksIsRefusedBeforeTraining) {
+  Trainer trainer(Options(false));
+  RunHooks hooks;
+  hooks.export_model = Path("model.bin");
+  RunSummary s = trainer.Run(Config("int_madam"), hooks);
+  EXPECT_EQ(s.status, "failed");
+  EXPECT_EQ(s.steps, 0);
+  EXPECT_NE(s.error.find("one network"), std::string::npos) << s.error;
 }
 
 TEST_F(CganTaskTest, TooManyFidSamplesIsAnError) {
