@@ -119,15 +119,13 @@ class SelfAttentionImpl : public torch::nn::Module {
     gamma_ = register_parameter("gamma", torch::full({1}, gain));
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+    const int64_t n = x.size(0);
     auto pool = [](const torch::Tensor& t) { return F::max_pool2d(t, F::MaxPool2dFuncOptions(2)); };
     auto theta = theta_->forward(x).flatten(2);        // [n, k, hw]
     auto phi = pool(phi_->forward(x)).flatten(2);      // [n, k, hw/4]
     auto g = pool(g_->forward(x)).flatten(2);          // [n, v, hw/4]
     auto beta = torch::softmax(torch::bmm(theta.transpose(1, 2), phi), -1);  // [n, hw, hw/4]
     auto attended = torch::bmm(g, beta.transpose(1, 2)).view({n, g.size(1), x.size(2), x.size(3)});
-    (void)c;
-    (void)hw;
     return x + gamma_ * o_->forward(attended);
   }
 

@@ -34,7 +34,8 @@ namespace madam::worker {
 //     (1 - 1e-6); the bound is sigma* for madam/int_madam and, as a
 //     reference, p_scale * RMS(initial tensor) for sgd/adam);
 //   after every epoch: val/loss and val/error or val/perplexity when the run
-//     has a validation split; test/loss and test/error or test/perplexity
+//     has a validation split; test/loss and test/error or test/perplexity,
+//     or a GAN's test/fid at its FID epochs when the worker has --fid-model
 //     (with model_selection best_val only at epochs whose validation metric
 //     was the best so far, so a test metric's last point is the
 //     best-validation model's, and val/best_epoch names that epoch); lr (the

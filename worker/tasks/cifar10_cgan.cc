@@ -16,9 +16,9 @@
 // samples-epoch-<N>.png into the run's output directory, when it has one.
 #include <png.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 
 #include "worker/fid_model.h"
 #include "worker/gan_networks.h"
