@@ -37,6 +37,7 @@ enum TaskFeature : uint32_t {
   kCifarAugment = 1u << 2,    // crop_padding, hflip, rotation_degrees, normalize_*
   kTransformerLm = 1u << 3,   // emsize, nhid, nlayers, nhead, dropout, bptt, eval_batch_size
   kImageFolder = 1u << 4,     // image_size: JPEG folders decoded, cropped and resized
+  kGan = 1u << 5,             // gan_channels, attention_gain_init, fid_samples, fid_every
 };
 
 struct TaskInfo {

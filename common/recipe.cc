@@ -15,7 +15,7 @@ const std::vector<TaskRecipe>& AllRecipes() {
   static const std::vector<TaskRecipe> all = [] {
     std::vector<TaskRecipe> out;
     for (auto part : {recipes::CifarRecipes(), recipes::ImageNetRecipes(), recipes::WikiTextRecipes(),
-                      recipes::FashionMnistRecipes()}) {
+                      recipes::FashionMnistRecipes(), recipes::CganRecipes()}) {
       for (auto& r : part) out.push_back(std::move(r));
     }
     return out;

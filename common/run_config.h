@@ -136,6 +136,15 @@ struct RunConfig {
   // JPEG image folders (ImageNet): the side of the square crop the network
   // sees; the validation resize is image_size * 256 / 224.
   int64_t image_size = 224;
+  // The class-conditional GAN (ARCHITECTURE.md section 6): the width of
+  // both networks' residual blocks; the self-attention block's output gain
+  // at initialisation (0 would be a weight a multiplicative optimiser can
+  // never move); FID over fid_samples generated images against as many
+  // training images, after every fid_every epochs and after the last.
+  int64_t gan_channels = 256;
+  double attention_gain_init = 0.0;
+  int64_t fid_samples = 10000;
+  int64_t fid_every = 10;
   // Per-layer telemetry (layer/<tensor>/... metrics, ARCHITECTURE.md
   // section 6): this many evenly spaced steps an epoch; 0: none.
   int64_t layer_stats_per_epoch = 4;

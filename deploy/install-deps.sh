@@ -15,6 +15,8 @@ packages+=(
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-optuna
   # the ImageNet input pipeline benchmark's baseline (tests/bench/imagenet_loader_bench.py)
   python3-torchvision
+  # the Frechet distance fixture's generator (tests/unit/worker/fid_reference.py)
+  python3-scipy
   # the brief fuzz run in CI: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev sqlite3
   # security tests: certificates for TLS / mutual TLS are made with openssl

@@ -24,6 +24,7 @@
 #include "common/tls_files.h"
 #include "madam/v1/worker.grpc.pb.h"
 #include "proto/param_convert.h"
+#include "worker/fid.h"
 #include "worker/trainer.h"
 
 namespace madam::worker {
@@ -456,6 +457,7 @@ class Server {
       RunHooks hooks;
       hooks.sink = &uploader;
       hooks.checkpoint_dir = dir;
+      hooks.output_dir = dir;  // a GAN's sample grids stay beside its checkpoints
       if (!resume.empty()) hooks.resume_candidates = {resume};
       hooks.attempt = lease.attempt();
       hooks.should_stop = [&] { return shared.lease_lost || shared.cancelled || g_stop; };
@@ -558,6 +560,8 @@ void AddServeFlags(CLI::App& app, ServeOptions& options) {
   app.add_option("--checkpoint-dir", options.checkpoint_dir,
                  "checkpoint directory when the coordinator names none")
       ->capture_default_str();
+  app.add_option("--fid-model", options.fid_model,
+                 "TorchScript feature extractor for test/fid (tools/export_fid_inception.py)");
   app.add_option("--max-runs", options.max_runs, "exit after this many runs (0: serve until stopped)");
   app.add_option("--idle-exit", options.idle_exit_seconds,
                  "exit after this many seconds without a run (0: never)");
@@ -575,6 +579,14 @@ int RunServe(const ServeOptions& options) {
   worker_options.data_dir = options.data_dir;
   worker_options.threads = options.threads;
   worker_options.loader_threads = options.loader_threads;
+  worker_options.fid_model = options.fid_model;
+  if (!options.fid_model.empty()) {
+    Status fid = CheckFidModel(options.fid_model);
+    if (!fid.ok()) {
+      std::fprintf(stderr, "madam-worker: %s\n", fid.message().c_str());
+      return 2;
+    }
+  }
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!options.tls_ca.empty() || !options.tls_cert.empty() || !options.tls_key.empty()) {
     auto pem = LoadTlsPem("--tls-ca", options.tls_ca, options.tls_cert, options.tls_key);

@@ -25,6 +25,8 @@ struct ServeOptions {
   std::string tls_key;
   // Where run checkpoints go when the coordinator names no directory.
   std::string checkpoint_dir = "madam-checkpoints";
+  // TorchScript feature extractor for test/fid (worker/fid.h); empty: none.
+  std::string fid_model;
   // Exit after this many runs (0: serve until stopped). For tests and batch
   // jobs that should end.
   int max_runs = 0;

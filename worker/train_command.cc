@@ -15,6 +15,7 @@
 #include "common/param_json.h"
 #include "common/recipe.h"
 #include "common/run_config.h"
+#include "worker/fid.h"
 #include "worker/trainer.h"
 
 namespace madam::worker {
@@ -118,7 +119,8 @@ bool ValidDevice(const std::string& d) {
 CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& o) {
   CLI::App* cmd = app.add_subcommand("train", "Run one training run without a coordinator");
   cmd->add_option("--task", o.task, "Task (fmnist-mlp, fmnist-cnn, cifar10-resnet18, "
-                                    "cifar100-resnet18, wikitext2-transformer, synthetic-mlp)")
+                                    "cifar100-resnet18, cifar10-cgan, wikitext2-transformer, "
+                                    "synthetic-mlp)")
       ->required();
   cmd->add_option("--optimizer", o.optimizer, "Optimiser (sgd, adam, madam, int_madam)")->required();
   cmd->add_option("--lr", o.lr, "Learning rate (default 0.01)");
@@ -140,6 +142,9 @@ CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& o) {
   cmd->add_option("--checkpoint-dir", o.checkpoint_dir, "Write a checkpoint every epoch here");
   cmd->add_option("--resume-from", o.resume_from, "Continue from this checkpoint file");
   cmd->add_option("--export-model", o.export_model, "int_madam: write the B-bit model here");
+  cmd->add_option("--fid-model", o.fid_model,
+                  "TorchScript feature extractor for test/fid (tools/export_fid_inception.py)");
+  cmd->add_option("--output-dir", o.output_dir, "Write the run's own files (GAN sample grids) here");
   cmd->add_flag("!--no-progress", o.progress, "Never draw a progress bar");
   return cmd;
 }
@@ -171,6 +176,13 @@ int RunTrainCommand(const TrainCommandOptions& o) {
     return 2;
   }
 
+  if (!o.fid_model.empty()) {
+    Status fid = CheckFidModel(o.fid_model);
+    if (!fid.ok()) {
+      std::cerr << "madam-worker train: " << fid.message() << "\n";
+      return 2;
+    }
+  }
   std::unique_ptr<JsonLinesSink> sink;
   if (!o.metrics_out.empty()) {
     sink = std::make_unique<JsonLinesSink>(o.metrics_out);
@@ -184,12 +196,14 @@ int RunTrainCommand(const TrainCommandOptions& o) {
   wo.data_dir = o.data_dir;
   wo.threads = o.threads;
   wo.loader_threads = o.loader_threads;
+  wo.fid_model = o.fid_model;
   Trainer trainer(wo);
   RunHooks hooks;
   hooks.sink = sink.get();
   hooks.checkpoint_dir = o.checkpoint_dir;
   hooks.resume_from = o.resume_from;
   hooks.export_model = o.export_model;
+  hooks.output_dir = o.output_dir;
   const bool tty = o.progress && isatty(STDERR_FILENO);
   hooks.on_progress = [tty](const ProgressInfo& p) { ShowProgress(p, tty); };
 

@@ -23,6 +23,8 @@ struct TrainCommandOptions {
   int loader_threads = 0;
   std::string metrics_out, summary_json;
   std::string checkpoint_dir, resume_from, export_model;
+  std::string fid_model;   // TorchScript feature extractor for test/fid (worker/fid.h)
+  std::string output_dir;  // the run's own files (a GAN's sample grids)
   bool progress = true;  // false: never draw a progress bar (--no-progress)
 };
 

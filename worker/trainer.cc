@@ -312,8 +312,14 @@ bool RunLoop::EmitEvaluation(Split split, const std::string& prefix,
                              std::map<std::string, double>* out) {
   *out = task_->Evaluate(split);
   for (const auto& [name, value] : *out) Emit(prefix + name, step_, value);
+  // A non-finite loss diverges a run; so does a non-finite value of a task
+  // metric that has no loss beside it (a GAN's FID of NaN images).
   auto loss = out->find("loss");
-  return loss == out->end() || std::isfinite(loss->second);
+  if (loss != out->end()) return std::isfinite(loss->second);
+  for (const auto& [name, value] : *out) {
+    if (!std::isfinite(value)) return false;
+  }
+  return true;
 }
 
 void RunLoop::AfterEpoch(int64_t epoch, double epoch_seconds, int64_t epoch_samples) {
@@ -479,6 +485,11 @@ RunSummary RunLoop::Execute() {
     throw RunError("--export-model needs a B-bit optimizer (int_madam), got " + config_.optimizer);
   }
   Build();
+  // Refused before training rather than after it: an export holds one network.
+  if (!hooks_.export_model.empty() && networks_.size() != 1) {
+    throw RunError("--export-model needs one network; task " + config_.task + " has " +
+                   std::to_string(networks_.size()));
+  }
   if (!hooks_.resume_from.empty()) {
     LoadCheckpoint(hooks_.resume_from);
     summary.resumed_from = hooks_.resume_from;
@@ -541,7 +552,8 @@ struct Trainer::Impl {
   DatasetCache cache;        // one copy of each dataset per process
 
   // The task for `config`, its data prepared. Throws RunError.
-  std::unique_ptr<Task> PrepareTask(const RunConfig& config, const TaskInfo** info) {
+  std::unique_ptr<Task> PrepareTask(const RunConfig& config, const std::string& output_dir,
+                                    const TaskInfo** info) {
     *info = FindTask(config.task);
     if (*info == nullptr) throw RunError("unknown task \"" + config.task + "\"");
     if (!IsKnownOptimizer(config.optimizer)) {
@@ -566,6 +578,8 @@ struct Trainer::Impl {
     context.cache = &cache;
     context.training_threads = options.threads;
     context.loader_threads = options.loader_threads;
+    context.fid_model = options.fid_model;
+    context.output_dir = output_dir;
     task->Prepare(config, context);
     return task;
   }
@@ -604,7 +618,7 @@ RunSummary Trainer::Run(const RunConfig& config, const RunHooks& hooks) {
   RunSummary summary;
   try {
     const TaskInfo* info = nullptr;
-    std::unique_ptr<Task> task = impl_->PrepareTask(config, &info);
+    std::unique_ptr<Task> task = impl_->PrepareTask(config, hooks.output_dir, &info);
     RunLoop run(config, hooks, *info, task.get());
     return run.Execute();
   } catch (const std::exception& e) {
@@ -619,7 +633,7 @@ Result<std::map<std::string, double>> Trainer::EvaluateExportedModel(const RunCo
   try {
     RunHooks hooks;
     const TaskInfo* info = nullptr;
-    std::unique_ptr<Task> task = impl_->PrepareTask(config, &info);
+    std::unique_ptr<Task> task = impl_->PrepareTask(config, hooks.output_dir, &info);
     RunLoop run(config, hooks, *info, task.get());
     std::map<std::string, double> out;
     for (const auto& [name, value] : run.EvaluateExport(path)) out["test/" + name] = value;

@@ -34,7 +34,8 @@ namespace madam::worker {
 //     (1 - 1e-6); the bound is sigma* for madam/int_madam and, as a
 //     reference, p_scale * RMS(initial tensor) for sgd/adam);
 //   after every epoch: val/loss and val/error or val/perplexity when the run
-//     has a validation split; test/loss and test/error or test/perplexity
+//     has a validation split; test/loss and test/error or test/perplexity,
+//     or a GAN's test/fid at its FID epochs when the worker has --fid-model
 //     (with model_selection best_val only at epochs whose validation metric
 //     was the best so far, so a test metric's last point is the
 //     best-validation model's, and val/best_epoch names that epoch); lr (the
@@ -62,6 +63,9 @@ struct WorkerOptions {
   std::string data_dir;         // empty: the task's default location
   int threads = 0;              // intra-op threads; 0 leaves LibTorch's default
   int loader_threads = 0;       // input-pipeline threads (image tasks); 0: the cores left over
+  // A TorchScript feature extractor for test/fid (worker/fid.h); empty: FID
+  // is not computed (a GAN task warns once and reports its losses).
+  std::string fid_model;
 };
 
 // Where the training loop is; for progress bars.
@@ -100,6 +104,9 @@ struct RunHooks {
   std::string export_model;  // int_madam only: write the B-bit model here at the end
   std::function<void(const ProgressInfo&)> on_progress;  // every logged step and epoch end
   int64_t attempt = 1;  // which attempt of the run this is (1 for a standalone run)
+  // Where the run writes its own files besides checkpoints (a GAN's sample
+  // grids); empty: nowhere.
+  std::string output_dir;
 };
 
 struct RunSummary {

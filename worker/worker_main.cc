@@ -1,11 +1,15 @@
 // madam-worker: `train` runs one run standalone, `recipe` prints a task's
-// resolved parameters, `bench-data` measures the input pipeline; with no
+// resolved parameters, `bench-data` measures the input pipeline, `fid`
+// compares two saved feature sets (worker/fid.h); with no
 // subcommand the worker serves a coordinator (serve mode). Parses flags and
 // dispatches only.
 #include <CLI/CLI.hpp>
 #include <malloc.h>
 
+#include <cstdio>
+
 #include "worker/bench_data_command.h"
+#include "worker/fid.h"
 #include "worker/serve_command.h"
 #include "worker/train_command.h"
 
@@ -39,6 +43,11 @@ int main(int argc, char** argv) {
   CLI::App* recipe = madam::worker::AddRecipeCommand(app, recipe_options);
   madam::worker::BenchDataOptions bench_data_options;
   CLI::App* bench_data = madam::worker::AddBenchDataCommand(app, bench_data_options);
+  std::string fid_a, fid_b;
+  CLI::App* fid = app.add_subcommand(
+      "fid", "The Frechet distance between two saved feature tensors (rows = samples)");
+  fid->add_option("--a", fid_a, "Features A (a 2-D tensor saved with torch.save)")->required();
+  fid->add_option("--b", fid_b, "Features B")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -48,5 +57,14 @@ int main(int argc, char** argv) {
   if (train->parsed()) return madam::worker::RunTrainCommand(train_options);
   if (recipe->parsed()) return madam::worker::RunRecipeCommand(recipe_options);
   if (bench_data->parsed()) return madam::worker::RunBenchDataCommand(bench_data_options);
+  if (fid->parsed()) {
+    auto d = madam::worker::FidOfFeatureFiles(fid_a, fid_b);
+    if (!d.ok()) {
+      std::fprintf(stderr, "madam-worker fid: %s\n", d.status().message().c_str());
+      return 1;
+    }
+    std::printf("%.10g\n", *d);
+    return 0;
+  }
   return madam::worker::RunServe(serve_options);
 }

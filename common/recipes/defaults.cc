@@ -63,6 +63,13 @@ std::vector<RecipeValue> Defaults() {
       Confirmed("bptt", Num(35), kLm),
       Confirmed("eval_batch_size", Num(10), kLm + " (eval_batch_size = 10)"),
       Confirmed("image_size", Num(224), "pytorch/imagenet/main.py (crop_size 224)"),
+      Assumed("gan_channels", Num(256), "pytorch/cGAN/architecture/ is not quoted in "
+                                        "PAPER_RECIPES.md: the SN-ResNet CIFAR generator's width"),
+      Assumed("attention_gain_init", Num(0), "SAGAN's own initialisation; the cGAN recipe sets "
+                                             "the authors' 1"),
+      Confirmed("fid_samples", Num(10000), "pytorch/cGAN/main.py (Subset(trainset, range(0, "
+                                           "10000)) and as many generated images)"),
+      Confirmed("fid_every", Num(10), "pytorch/cGAN/main.py (--fid 10)"),
       Assumed("layer_stats_per_epoch", Num(4), "telemetry, not a paper parameter: a few points "
                                                "an epoch keep a 120-epoch run's series small"),
       Assumed("fail_at_step", Num(-1), kTestHook),

@@ -27,5 +27,6 @@ std::vector<TaskRecipe> CifarRecipes();
 std::vector<TaskRecipe> ImageNetRecipes();
 std::vector<TaskRecipe> WikiTextRecipes();
 std::vector<TaskRecipe> FashionMnistRecipes();
+std::vector<TaskRecipe> CganRecipes();
 
 }  // namespace madam::recipes

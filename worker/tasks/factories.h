@@ -12,6 +12,7 @@ namespace madam::worker {
 std::unique_ptr<Task> MakeCifar10ResNet18Task();
 std::unique_ptr<Task> MakeCifar100ResNet18Task();
 std::unique_ptr<Task> MakeImageNetResNet50Task();
+std::unique_ptr<Task> MakeCifar10CganTask();
 std::unique_ptr<Task> MakeWikiTextTransformerTask();
 std::unique_ptr<Task> MakeKjvTransformerTask();
 

@@ -15,6 +15,7 @@ const std::vector<std::pair<std::string_view, Factory>>& Registry() {
       {"cifar10-resnet18", &MakeCifar10ResNet18Task},
       {"cifar100-resnet18", &MakeCifar100ResNet18Task},
       {"imagenet-resnet50", &MakeImageNetResNet50Task},
+      {"cifar10-cgan", &MakeCifar10CganTask},
       {"wikitext2-transformer", &MakeWikiTextTransformerTask},
       {"kjv-transformer", &MakeKjvTransformerTask},
       {"fmnist-mlp", &MakeFashionMnistMlpTask},

@@ -63,6 +63,13 @@ struct TaskContext {
   DatasetCache* cache = nullptr;
   int training_threads = 0;  // the worker's --threads (0: LibTorch's default)
   int loader_threads = 0;    // the worker's --loader-threads (0: the cores left over)
+  // The worker's --fid-model (a TorchScript feature extractor, worker/fid.h);
+  // empty: none. Tasks that report test/fid load it in Prepare.
+  std::string fid_model;
+  // Where the run writes files of its own besides checkpoints (a GAN's
+  // sample grids): train's --output-dir, a served run's own directory;
+  // empty: nowhere.
+  std::string output_dir;
 };
 
 // A trainable network and its name in checkpoints.
