@@ -193,12 +193,12 @@ TEST(SweepFilesTest, EveryCommittedSweepFileParses) {
       EXPECT_TRUE(config.ok()) << name << " run " << run.index << ": " << config.status().ToString();
     }
   }
-  EXPECT_GE(files, 11);  // lr_grid, bits, smoke and the eight paper sweeps
+  EXPECT_GE(files, 13);  // lr_grid, bits, smoke and the ten paper sweeps
 }
 
 TEST(SweepFilesTest, PaperFigure1SweepsAreFiveRatesOnSeedZeroAtAFixedEta) {
   for (const char* file : {"paper/cifar10-resnet18-fig1.yaml", "paper/cifar100-resnet18-fig1.yaml",
-                           "paper/imagenet-resnet50-fig1.yaml",
+                           "paper/imagenet-resnet50-fig1.yaml", "paper/cifar10-cgan-fig1.yaml",
                            "paper/wikitext2-transformer-fig1.yaml"}) {
     auto spec = ParseSweepSpec(ReadFile(SweepPath(file)), file);
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
