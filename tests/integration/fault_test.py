@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault-tolerance scenarios of issue 7 (items 1-5): real madamd and
+"""Fault-tolerance scenarios (ARCHITECTURE.md section 5): real madamd and
 madam-worker processes on loopback, lease 5 s (workers heartbeat every
 lease/3), runs of a few hundred steps with a checkpoint every epoch. After
 each scenario the run invariants are checked on the SQLite file: integrity,

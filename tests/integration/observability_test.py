@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Observability integration tests (issue 6, ARCHITECTURE.md section 8).
+"""Observability integration tests (ARCHITECTURE.md section 8).
 
 Real processes on loopback: madamd, madam-worker, madamctl, and the Debian
 programs the issue names — Prometheus, promtool and headless Chromium. A
