@@ -198,8 +198,14 @@ class Stack:
         per_epoch = tests[0]
         check(tests == [per_epoch * e for e in range(1, epochs + 1)],
               f"run {run['id']}: test/error steps {tests[:5]}... are not epoch ends")
+        # The per-layer telemetry (ARCHITECTURE.md section 6) also logs train
+        # metrics at the last step of each of layer_stats_per_epoch equal
+        # slices of an epoch (default 4; worker/trainer.cc LayerStep).
+        slices = min(int(run["params"].get("layer_stats_per_epoch", 4)), per_epoch)
+        layer_steps = {(e - 1) * per_epoch + k * per_epoch // slices
+                       for e in range(1, epochs + 1) for k in range(1, slices + 1)} if slices > 0 else set()
         expected_train = sorted(s for s in range(1, per_epoch * epochs + 1)
-                                if s % 10 == 0 or s % per_epoch == 0)
+                                if s % 10 == 0 or s % per_epoch == 0 or s in layer_steps)
         for name in ("train/loss", "optim/relative_update", "optim/at_bound_fraction",
                      "optim/sign_flips"):
             got = sorted(series.get(name, []))
