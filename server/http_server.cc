@@ -238,7 +238,17 @@ class Session : public std::enable_shared_from_this<Session> {
     r.target = target;
     r.host = std::string(req[http::field::host]);
     r.authorization = std::string(req[http::field::authorization]);
-    // Section 9: the Host check first (DNS rebinding), then the token.
+    const size_t q = target.find('?');
+    auto path = PercentDecode(target.substr(0, q));
+    if (!path.ok()) return HttpResponse::Text(400, path.status().message() + "\n");
+    r.path = *path;
+    if (q != std::string::npos) {
+      auto query = ParseQuery(target.substr(q + 1));
+      if (!query.ok()) return HttpResponse::Text(400, query.status().message() + "\n");
+      r.query = std::move(*query);
+    }
+    // Section 9: once the request parses, the Host check (DNS rebinding),
+    // then the token; the handler runs only after both.
     if (!HostAllowed(r.host, server_->host, server_->options.allowed_hosts)) {
       return HttpResponse::Text(403, "host '" + r.host.substr(0, 100) +
                                          "' is not allowed here (madamd --http-allowed-hosts)\n");
@@ -254,15 +264,6 @@ class Session : public std::enable_shared_from_this<Session> {
         denied.headers["WWW-Authenticate"] = "Bearer realm=\"madamd\"";
         return denied;
       }
-    }
-    const size_t q = target.find('?');
-    auto path = PercentDecode(target.substr(0, q));
-    if (!path.ok()) return HttpResponse::Text(400, path.status().message() + "\n");
-    r.path = *path;
-    if (q != std::string::npos) {
-      auto query = ParseQuery(target.substr(q + 1));
-      if (!query.ok()) return HttpResponse::Text(400, query.status().message() + "\n");
-      r.query = std::move(*query);
     }
     try {
       return server_->handler(r);

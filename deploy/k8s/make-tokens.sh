@@ -6,7 +6,7 @@
 #                 worker token ("TOKEN ROLE" lines)
 #   worker-token  the worker token alone, handed to workers as MADAM_TOKEN
 #   reader-token  the reader token alone, for Prometheus's scrape of /metrics
-#                 (its credentials_file; deploy/prometheus/prometheus.yml)
+#                 (the credentials_file of deploy/prometheus/prometheus.yml)
 # Prints the admin token once, for madamctl (MADAM_TOKEN). Refuses to replace
 # existing tokens unless --force is given.
 #   deploy/k8s/make-tokens.sh [--force]
