@@ -185,10 +185,28 @@ Json MetricPointToJson(const v1::MetricPoint& point) {
 
 // ---- tables ----
 
+std::string EscapeControl(std::string_view text, bool keep_newlines) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 || c == 0x7f) && !(keep_newlines && c == '\n')) {
+      static const char* kHex = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
 
 void Table::AddRow(std::vector<std::string> cells) {
   cells.resize(headers_.size());
+  for (std::string& cell : cells) cell = EscapeControl(cell);
   rows_.push_back(std::move(cells));
 }
 
@@ -218,7 +236,7 @@ void PrintKeyValues(std::ostream& out,
   for (const auto& [key, value] : rows) {
     std::string label = key + ":";
     label.append(width - label.size() + 1, ' ');
-    out << label << value << '\n';
+    out << label << EscapeControl(value, /*keep_newlines=*/true) << '\n';
   }
 }
 

@@ -86,7 +86,13 @@ Json MetricPointToJson(const madam::v1::MetricPoint& point);
 
 // ---- tables ----
 
+// `text` with every control byte (below 0x20, and 0x7f) written as \xNN, so
+// a name or error text a worker sent cannot move the cursor, recolour or
+// clear the terminal (ARCHITECTURE.md section 9).
+std::string EscapeControl(std::string_view text, bool keep_newlines = false);
+
 // Columns left-aligned, padded to their widest cell, two spaces apart.
+// Cells (and key-value values) are printed through EscapeControl.
 class Table {
  public:
   explicit Table(std::vector<std::string> headers);

@@ -5,7 +5,7 @@
 // instead of sleeping. Times are integer milliseconds since the Unix epoch,
 // which is also how they are stored in SQLite.
 //
-// Thread-safety: SystemClock is stateless; FakeClock is safe to read and
+// Thread-safety: SystemClock is immutable after construction; FakeClock is safe to read and
 // advance from any thread (its time is an atomic).
 #pragma once
 
@@ -22,18 +22,33 @@ class Clock {
   virtual int64_t NowMillis() const = 0;
 };
 
+// Wall-clock time read off the monotonic clock: the Unix time when the clock
+// was made, plus the steady clock's elapsed time since. Lease expiries are
+// stamped and compared with it (ARCHITECTURE.md section 5), so an NTP step
+// or an operator setting the system clock neither expires every lease at
+// once nor makes one last forever; the times stored stay Unix milliseconds
+// (re-anchored at each start, where madamd extends running leases anyway).
 class SystemClock final : public Clock {
  public:
+  SystemClock()
+      : wall_anchor_ms_(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count()),
+        steady_anchor_(std::chrono::steady_clock::now()) {}
   int64_t NowMillis() const override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    return wall_anchor_ms_ + std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - steady_anchor_)
+                                 .count();
   }
-  // A process-wide instance (it has no state).
+  // A process-wide instance, anchored at its first use.
   static SystemClock* Default() {
     static SystemClock clock;
     return &clock;
   }
+
+ private:
+  const int64_t wall_anchor_ms_;
+  const std::chrono::steady_clock::time_point steady_anchor_;
 };
 
 // A clock that only moves when told to.

@@ -135,9 +135,43 @@ grpc::Status CoordinatorService::WatchSweep(grpc::ServerContext* ctx,
                                             const v1::WatchSweepRequest* req,
                                             grpc::ServerWriter<v1::SweepProgress>* writer) {
   if (auto s = RequireId(req->sweep_id(), "sweep_id"); !s.ok()) return ToGrpcStatus(s);
+  // The caps (see the header): keyed by the bearer token's hash, never the
+  // token itself.
+  std::string caller;
+  {
+    auto auth = ctx->client_metadata().find("authorization");
+    caller = auth == ctx->client_metadata().end()
+                 ? std::string("-")
+                 : std::to_string(std::hash<std::string>{}(std::string(auth->second.data(), auth->second.size())));
+  }
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    if (watches_ >= kMaxWatches) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many watch streams open (" + std::to_string(kMaxWatches) +
+                              "); close one or poll GetSweep");
+    }
+    int& mine = watches_by_caller_[caller];
+    if (mine >= kMaxWatchesPerToken) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "this token has " + std::to_string(kMaxWatchesPerToken) +
+                              " watch streams open, the most one token may; close one");
+    }
+    ++mine;
+    ++watches_;
+  }
+  struct Release {
+    CoordinatorService* self;
+    std::string caller;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(self->watch_mu_);
+      --self->watches_;
+      if (--self->watches_by_caller_[caller] <= 0) self->watches_by_caller_.erase(caller);
+    }
+  } release{this, caller};
   const int interval_ms = req->interval_ms() == 0 ? 500 : std::clamp(req->interval_ms(), 100, 10000);
   std::string last_sent;
-  // Server-side cap (issue 7): a watch holds a sync thread, so one stream
+  // Server-side cap (ARCHITECTURE.md section 9): a watch holds a sync thread, so one stream
   // lasts at most kMaxWatchStream; madamctl reconnects on UNAVAILABLE. A
   // client deadline ends it earlier (IsCancelled).
   constexpr auto kMaxWatchStream = std::chrono::minutes(30);

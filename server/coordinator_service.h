@@ -9,6 +9,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
 
 #include "common/sweep_spec.h"
 #include "madam/v1/coordinator.grpc.pb.h"
@@ -19,6 +22,15 @@ namespace madam::server {
 
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
+  // A WatchSweep stream holds one of the sync server's threads for its whole
+  // life; heartbeats and lease calls need those threads too. So at most
+  // kMaxWatches streams are open at once, and at most kMaxWatchesPerToken
+  // per bearer token (per caller when auth is off); past either cap a watch
+  // is RESOURCE_EXHAUSTED at once (ARCHITECTURE.md section 9). With the
+  // server's 256 threads this leaves ~190 for everything else.
+  static constexpr int kMaxWatches = 64;
+  static constexpr int kMaxWatchesPerToken = 16;
+
   // `store` and `live` must outlive the service.
   CoordinatorService(Store* store, LiveRunTable* live, SweepLimits limits);
 
@@ -64,6 +76,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
   LiveRunTable* live_;
   SweepLimits limits_;
   std::atomic<bool> shutting_down_{false};
+  std::mutex watch_mu_;
+  int watches_ = 0;                          // guarded by watch_mu_
+  std::map<std::string, int> watches_by_caller_;  // guarded by watch_mu_; keyed by a token digest
 };
 
 }  // namespace madam::server

@@ -161,6 +161,40 @@ std::vector<std::string> SplitPath(std::string_view path) {
   return parts;
 }
 
+// A non-negative integer query parameter no larger than `cap`; `fallback`
+// when absent. An error response (400 naming the parameter and cap) otherwise.
+std::optional<HttpResponse> ParseBounded(const HttpRequest& request, const char* key, int64_t cap,
+                                         int64_t fallback, int64_t* out) {
+  *out = fallback;
+  auto it = request.query.find(key);
+  if (it == request.query.end()) return std::nullopt;
+  int64_t v = 0;
+  try {
+    size_t used = 0;
+    v = std::stoll(it->second, &used);
+    if (used != it->second.size()) throw std::invalid_argument("trailing characters");
+  } catch (const std::exception&) {
+    return Error(400, std::string(key) + " must be an integer, not '" + it->second.substr(0, 40) + "'");
+  }
+  if (v < 0) return Error(400, std::string(key) + " must not be negative, got " + std::to_string(v));
+  if (v > cap) {
+    return Error(400, std::string(key) + " " + std::to_string(v) + " is over the cap of " +
+                          std::to_string(cap));
+  }
+  *out = v;
+  return std::nullopt;
+}
+
+// Pages a list in place: `offset`, then at most `limit`; true when cut.
+template <typename T>
+bool Page(std::vector<T>* rows, int64_t offset, int64_t limit) {
+  const size_t from = std::min(rows->size(), static_cast<size_t>(offset));
+  rows->erase(rows->begin(), rows->begin() + static_cast<std::ptrdiff_t>(from));
+  if (rows->size() <= static_cast<size_t>(limit)) return false;
+  rows->resize(static_cast<size_t>(limit));
+  return true;
+}
+
 }  // namespace
 
 DashboardRoutes::DashboardRoutes(Store* store, LiveRunTable* live, CoordinatorMetrics* metrics)
@@ -173,6 +207,12 @@ HttpResponse DashboardRoutes::Handle(const HttpRequest& request) const {
     r.content_type = "text/html; charset=utf-8";
     return r;
   }
+  if (path == "/readyz") {
+    // Ready means the database takes a write now, not just that it opened.
+    Status probe = store_->ProbeWrite();
+    if (!probe.ok()) return HttpResponse::Text(503, "not ready: " + probe.message() + "\n");
+    return HttpResponse::Text(200, "ready\n");
+  }
   if (path == "/metrics") {
     HttpResponse r = HttpResponse::Text(200, metrics_->Scrape(*store_, *live_));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -182,27 +222,31 @@ HttpResponse DashboardRoutes::Handle(const HttpRequest& request) const {
   if (p.size() >= 3 && p[0] == "api" && p[1] == "v1") {
     const std::string& kind = p[2];
     if (kind == "sweeps") {
-      if (p.size() == 3) return Sweeps();
+      if (p.size() == 3) return Sweeps(request);
       if (p.size() == 4) return Sweep(p[3]);
-      if (p.size() == 5 && p[4] == "runs") return SweepRuns(p[3]);
+      if (p.size() == 5 && p[4] == "runs") return SweepRuns(p[3], request);
       if (p.size() == 5 && p[4] == "lr-sensitivity.svg") return LrSensitivitySvg(p[3]);
       if (p.size() == 5 && p[4] == "curves.svg") return CurvesSvg(p[3], request);
     } else if (kind == "runs") {
       if (p.size() == 4) return Run(p[3]);
       if (p.size() == 5 && p[4] == "metrics") return RunMetrics(p[3], request);
     } else if (kind == "workers" && p.size() == 3) {
-      return Workers();
+      return Workers(request);
     }
   }
   return Error(404, "no such path: " + path);
 }
 
-HttpResponse DashboardRoutes::Sweeps() const {
+HttpResponse DashboardRoutes::Sweeps(const HttpRequest& request) const {
+  int64_t limit = 0, offset = 0;
+  if (auto bad = ParseBounded(request, "limit", kMaxListLimit, kMaxListLimit, &limit)) return *bad;
+  if (auto bad = ParseBounded(request, "offset", INT64_MAX, 0, &offset)) return *bad;
   auto sweeps = store_->ListSweeps();
   if (!sweeps.ok()) return FromStatus(sweeps.status());
+  const bool truncated = Page(&*sweeps, offset, limit);
   Json list = Json::array();
   for (const SweepRow& s : *sweeps) list.push_back(SweepJson(s, false));
-  return JsonResponse(Json{{"sweeps", list}});
+  return JsonResponse(Json{{"sweeps", list}, {"truncated", truncated}});
 }
 
 HttpResponse DashboardRoutes::Sweep(const std::string& id) const {
@@ -220,16 +264,20 @@ HttpResponse DashboardRoutes::Sweep(const std::string& id) const {
   return JsonResponse(j);
 }
 
-HttpResponse DashboardRoutes::SweepRuns(const std::string& id) const {
+HttpResponse DashboardRoutes::SweepRuns(const std::string& id, const HttpRequest& request) const {
+  int64_t limit = 0, offset = 0;
+  if (auto bad = ParseBounded(request, "limit", kMaxListLimit, kMaxListLimit, &limit)) return *bad;
+  if (auto bad = ParseBounded(request, "offset", INT64_MAX, 0, &offset)) return *bad;
   auto runs = store_->ListRuns(id);
   if (!runs.ok()) return FromStatus(runs.status());
+  const bool truncated = Page(&*runs, offset, limit);
   const std::map<std::string, LiveRun> live = live_->Snapshot();
   Json list = Json::array();
   for (const RunRow& r : *runs) {
     auto it = live.find(r.id);
     list.push_back(RunJson(r, it == live.end() ? std::nullopt : std::optional<LiveRun>(it->second)));
   }
-  return JsonResponse(Json{{"sweep", id}, {"runs", list}});
+  return JsonResponse(Json{{"sweep", id}, {"runs", list}, {"truncated", truncated}});
 }
 
 HttpResponse DashboardRoutes::LrSensitivitySvg(const std::string& sweep_id) const {
@@ -316,18 +364,27 @@ HttpResponse DashboardRoutes::RunMetrics(const std::string& id, const HttpReques
       return Error(400, "after_step must be an integer, not '" + it->second + "'");
     }
   }
-  auto points = store_->GetMetrics(id, name, after_step);
+  int64_t limit = 0;
+  if (auto bad = ParseBounded(request, "limit", kMaxSeriesLimit, kMaxSeriesLimit, &limit)) return *bad;
+  // One more than asked: tells a full page from a cut one.
+  auto points = store_->GetMetrics(id, name, after_step, limit + 1);
   if (!points.ok()) return FromStatus(points.status());
+  const bool truncated = points->size() > static_cast<size_t>(limit);
+  if (truncated) points->resize(static_cast<size_t>(limit));
   Json list = Json::array();
   for (const MetricPoint& pt : *points) {
     list.push_back(Json{{"name", pt.name}, {"step", pt.step}, {"value", Number(pt.value)}, {"time", pt.time}});
   }
-  return JsonResponse(Json{{"run", id}, {"points", list}});
+  return JsonResponse(Json{{"run", id}, {"points", list}, {"truncated", truncated}});
 }
 
-HttpResponse DashboardRoutes::Workers() const {
+HttpResponse DashboardRoutes::Workers(const HttpRequest& request) const {
+  int64_t limit = 0, offset = 0;
+  if (auto bad = ParseBounded(request, "limit", kMaxListLimit, kMaxListLimit, &limit)) return *bad;
+  if (auto bad = ParseBounded(request, "offset", INT64_MAX, 0, &offset)) return *bad;
   auto workers = store_->ListWorkers();
   if (!workers.ok()) return FromStatus(workers.status());
+  const bool truncated = Page(&*workers, offset, limit);
   Json list = Json::array();
   for (const WorkerRow& w : *workers) {
     list.push_back(Json{{"id", w.id},
@@ -341,7 +398,7 @@ HttpResponse DashboardRoutes::Workers() const {
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  return JsonResponse(Json{{"now_ms", now_ms}, {"workers", list}});
+  return JsonResponse(Json{{"now_ms", now_ms}, {"workers", list}, {"truncated", truncated}});
 }
 
 }  // namespace madam::server

@@ -4,6 +4,7 @@
 //
 //   GET /                                   the dashboard (one self-contained page)
 //   GET /metrics                            Prometheus text exposition 0.0.4
+//   GET /readyz                             200 once a write commits, else 503
 //   GET /api/v1/sweeps                      {"sweeps": [sweep...]}
 //   GET /api/v1/sweeps/{id}                 sweep (with spec_text; "parent" and
 //                                           "promotion_reasons" of a promoted sweep,
@@ -18,6 +19,12 @@
 //   GET /api/v1/runs/{id}/metrics?name=M&after_step=N
 //                                           {"run": id, "points": [{name, step, value, time}]}
 //   GET /api/v1/workers                     {"workers": [worker...]}
+// Paging (ARCHITECTURE.md section 9: every answer is bounded): the list
+// routes (sweeps, a sweep's runs, workers) take `limit` (at most
+// kMaxListLimit, the default) and `offset`; the series route takes `limit`
+// (at most kMaxSeriesLimit points, the default) and `after_step`. A bounded
+// answer says so with "truncated": true. A limit over its cap is 400 naming
+// the cap.
 // Errors are JSON {"error": message} with 400 (bad parameter), 404 (unknown
 // id or path), 409 (a report the sweep has no results for yet), 503 (store
 // unavailable) or 500.
@@ -36,19 +43,22 @@ namespace madam::server {
 
 class DashboardRoutes {
  public:
+  static constexpr int64_t kMaxListLimit = 10000;
+  static constexpr int64_t kMaxSeriesLimit = 200000;
+
   DashboardRoutes(Store* store, LiveRunTable* live, CoordinatorMetrics* metrics);
 
   HttpResponse Handle(const HttpRequest& request) const;
 
  private:
-  HttpResponse Sweeps() const;
+  HttpResponse Sweeps(const HttpRequest& request) const;
   HttpResponse Sweep(const std::string& id) const;
-  HttpResponse SweepRuns(const std::string& id) const;
+  HttpResponse SweepRuns(const std::string& id, const HttpRequest& request) const;
   HttpResponse LrSensitivitySvg(const std::string& sweep_id) const;
   HttpResponse CurvesSvg(const std::string& sweep_id, const HttpRequest& request) const;
   HttpResponse Run(const std::string& id) const;
   HttpResponse RunMetrics(const std::string& id, const HttpRequest& request) const;
-  HttpResponse Workers() const;
+  HttpResponse Workers(const HttpRequest& request) const;
 
   Store* store_;
   LiveRunTable* live_;

@@ -3,7 +3,7 @@
 // committed), then the client is told UNAVAILABLE, exactly as when a response
 // is lost on the network. Clients must retry safely: submit with its
 // idempotency key, acquire with its request id, report and complete being
-// idempotent under the lease epoch (issue 7, scenario 5).
+// idempotent under the lease epoch (ARCHITECTURE.md section 5).
 //
 // Enabled only by madamd's hidden --inject-lost-responses flag; a server
 // interceptor, so no service code knows about it.

@@ -7,6 +7,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <array>
+#include <cctype>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -35,6 +36,34 @@ HttpResponse HttpResponse::Json(int status, std::string body) {
 }
 
 namespace {
+
+constexpr const char* kContentSecurityPolicy =
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'";
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "name:port" -> "name"; "[::1]:80" -> "::1"; "name" -> "name".
+std::string HostName(const std::string& value) {
+  if (!value.empty() && value.front() == '[') {
+    const size_t close = value.find(']');
+    return close == std::string::npos ? value : value.substr(1, close - 1);
+  }
+  const size_t colon = value.find(':');
+  if (colon != std::string::npos && value.find(':', colon + 1) == std::string::npos) {
+    return value.substr(0, colon);
+  }
+  return value;
+}
+
+bool IsLoopbackName(const std::string& name) {
+  return name == "localhost" || name == "::1" || name.rfind("127.", 0) == 0 ||
+         (name.size() > 10 && name.compare(name.size() - 10, 10, ".localhost") == 0);
+}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -73,6 +102,21 @@ Result<std::map<std::string, std::string>> ParseQuery(const std::string& query) 
 }
 
 }  // namespace
+
+bool HostAllowed(const std::string& host_header, const std::string& listen_host,
+                 const std::vector<std::string>& allowed) {
+  if (host_header.empty() || host_header.size() > 255) return false;
+  const std::string value = Lower(host_header);
+  const std::string name = HostName(value);
+  if (IsLoopbackName(name)) return true;
+  const std::string listen = Lower(HostName(listen_host));
+  if (!listen.empty() && listen != "0.0.0.0" && listen != "::" && name == listen) return true;
+  for (const std::string& a : allowed) {
+    const std::string entry = Lower(a);
+    if (entry == "*" || entry == value || entry == name) return true;
+  }
+  return false;
+}
 
 Result<std::string> PercentDecode(const std::string& in) {
   std::string out;
@@ -172,6 +216,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(http::field::server, "madamd");
     res->set(http::field::content_type, out.content_type);
     res->set(http::field::cache_control, "no-store");
+    res->set("X-Content-Type-Options", "nosniff");
+    res->set("Content-Security-Policy", kContentSecurityPolicy);
     for (const auto& [name, value] : out.headers) res->set(name, value);
     res->body() = std::move(out.body);
     // After a malformed request the stream cannot be trusted: close it.
@@ -190,6 +236,8 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpRequest r;
     r.method = std::string(req.method_string());
     r.target = target;
+    r.host = std::string(req[http::field::host]);
+    r.authorization = std::string(req[http::field::authorization]);
     const size_t q = target.find('?');
     auto path = PercentDecode(target.substr(0, q));
     if (!path.ok()) return HttpResponse::Text(400, path.status().message() + "\n");
@@ -198,6 +246,24 @@ class Session : public std::enable_shared_from_this<Session> {
       auto query = ParseQuery(target.substr(q + 1));
       if (!query.ok()) return HttpResponse::Text(400, query.status().message() + "\n");
       r.query = std::move(*query);
+    }
+    // Section 9: once the request parses, the Host check (DNS rebinding),
+    // then the token; the handler runs only after both.
+    if (!HostAllowed(r.host, server_->host, server_->options.allowed_hosts)) {
+      return HttpResponse::Text(403, "host '" + r.host.substr(0, 100) +
+                                         "' is not allowed here (madamd --http-allowed-hosts)\n");
+    }
+    if (server_->options.authorize) {
+      constexpr std::string_view kBearer = "Bearer ";
+      const std::string& a = r.authorization;
+      const bool bearer = a.size() > kBearer.size() && a.compare(0, kBearer.size(), kBearer) == 0;
+      if (!bearer || !server_->options.authorize(std::string_view(a).substr(kBearer.size()))) {
+        HttpResponse denied = HttpResponse::Text(
+            401, bearer ? "the bearer token is not valid for HTTP (a reader or admin token is needed)\n"
+                        : "HTTP needs `Authorization: Bearer TOKEN` (a reader or admin token)\n");
+        denied.headers["WWW-Authenticate"] = "Bearer realm=\"madamd\"";
+        return denied;
+      }
     }
     try {
       return server_->handler(r);
@@ -213,6 +279,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res->result(static_cast<unsigned>(status));
     res->set(http::field::server, "madamd");
     res->set(http::field::content_type, "text/plain; charset=utf-8");
+    res->set("X-Content-Type-Options", "nosniff");
+    res->set("Content-Security-Policy", kContentSecurityPolicy);
     res->body() = std::move(message);
     res->keep_alive(false);
     res->prepare_payload();

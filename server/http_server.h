@@ -13,6 +13,17 @@
 //   - beyond max_connections open connections, new ones are closed at once.
 // Keep-alive is supported.
 //
+// Access (ARCHITECTURE.md section 9), checked before the handler runs:
+//   - the Host header must name an allowed host (DNS rebinding: a page on
+//     another site cannot make a browser talk to this server under its own
+//     name): loopback names, the listen host, and allowed_hosts ("*": any);
+//     otherwise 403;
+//   - with `authorize` set, every request needs `Authorization: Bearer TOKEN`
+//     for which it returns true; otherwise 401 (WWW-Authenticate: Bearer).
+// Every response carries X-Content-Type-Options: nosniff and a
+// Content-Security-Policy that allows the page's own inline script and style
+// and nothing from elsewhere.
+//
 // Threads: the server owns its io_context and `threads` threads running it
 // (never gRPC's). Connections are independent (each on its own strand), so
 // one slow handler or client delays only its own connection. The handler is
@@ -26,6 +37,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -36,6 +49,8 @@ struct HttpRequest {
   std::string target;  // as sent: "/api/v1/runs/x/metrics?name=train%2Floss"
   std::string path;    // percent-decoded path, without the query
   std::map<std::string, std::string> query;  // percent-decoded; the last value wins
+  std::string host;           // the Host header, as sent
+  std::string authorization;  // the Authorization header, as sent (never logged)
 };
 
 struct HttpResponse {
@@ -57,7 +72,18 @@ struct HttpServerOptions {
   std::chrono::milliseconds write_timeout{10000};
   int threads = 2;
   int max_connections = 256;
+  // Host header names accepted besides loopback names and the listen host
+  // (host or host:port; "*" accepts any).
+  std::vector<std::string> allowed_hosts;
+  // When set, a request's bearer token must make it return true (the caller
+  // checks the token's role); nullptr: no token needed.
+  std::function<bool(std::string_view token)> authorize;
 };
+
+// True when `host_header` (a Host header value: name or name:port, [v6]:port)
+// is a loopback name, `listen_host`, or matches an entry of `allowed`.
+bool HostAllowed(const std::string& host_header, const std::string& listen_host,
+                 const std::vector<std::string>& allowed);
 
 class HttpServer {
  public:

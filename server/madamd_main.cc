@@ -33,8 +33,12 @@ struct MadamdOptions {
   std::string http = "127.0.0.1:7071";  // dashboard, /metrics, /api/v1; empty: none
   std::string db = "madam.db";
   int64_t lease_seconds = 30;
+  int64_t max_leases_per_worker = 0;  // 0: one per device the worker registered
   std::string checkpoint_dir;
-  bool insecure = false;
+  bool insecure = false;       // gRPC beyond loopback without tokens
+  bool http_insecure = false;  // HTTP beyond loopback without tokens
+  std::vector<std::string> http_allowed_hosts;
+  std::string inject_store_fault_file;  // tests only
   // Security (ARCHITECTURE.md section 9); empty: off.
   std::string auth_tokens;
   std::string tls_cert;
@@ -43,7 +47,7 @@ struct MadamdOptions {
   std::string inject_lost_responses;  // tests only: "Method=N,..."
 };
 
-// Limits (issue 7 item 8). gRPC answers a larger request with
+// Limits (ARCHITECTURE.md section 9). gRPC answers a larger request with
 // RESOURCE_EXHAUSTED before any handler runs.
 constexpr int kMaxReceiveMessageBytes = 16 << 20;
 // One ResourceQuota for the whole server: transport buffers of all
@@ -121,12 +125,22 @@ int main(int argc, char** argv) {
   app.add_option("--lease-seconds", opts.lease_seconds, "lease duration; workers heartbeat every third")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+  app.add_option("--max-leases-per-worker", opts.max_leases_per_worker,
+                 "RUNNING leases one worker may hold (0: one per device it registered)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1024}));
   app.add_option("--checkpoint-dir", opts.checkpoint_dir,
                  "directory workers write run checkpoints under (shared storage for resume "
                  "across machines); empty: each worker's own");
   app.add_flag("--insecure", opts.insecure,
-               "allow listening beyond loopback without --auth-tokens (anyone who can reach the "
-               "port may submit, cancel and take runs)");
+               "allow gRPC beyond loopback without --auth-tokens (anyone who can reach the "
+               "port may submit, cancel and take runs); HTTP has --http-insecure");
+  app.add_flag("--http-insecure", opts.http_insecure,
+               "allow HTTP (dashboard, /metrics, /api/v1) beyond loopback without --auth-tokens");
+  app.add_option("--http-allowed-hosts", opts.http_allowed_hosts,
+                 "Host header values HTTP accepts besides loopback names and the --http host "
+                 "(comma-separated; '*' accepts any): the DNS-rebinding guard")
+      ->delimiter(',');
   app.add_option("--auth-tokens", opts.auth_tokens,
                  "file of `TOKEN ROLE` lines (roles admin, reader, worker; # comments); must not "
                  "be readable by group or others. Every call then needs `authorization: Bearer "
@@ -137,6 +151,7 @@ int main(int argc, char** argv) {
                  "PEM CA bundle: require client certificates signed by it (mutual TLS)");
   // Hidden: fault injection for the fault-tolerance tests.
   app.add_option("--inject-lost-responses", opts.inject_lost_responses)->group("");
+  app.add_option("--inject-store-fault-file", opts.inject_store_fault_file)->group("");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ madamd: %v");
@@ -186,12 +201,14 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  // Observability (issue 6): the registry exists before the Store and the
-  // gRPC server, which report into it, and outlives both.
-  if (!opts.http.empty() && !IsLoopback(opts.http) && !opts.insecure) {
+  // Observability (ARCHITECTURE.md section 8): the registry exists before
+  // the Store and the gRPC server, which report into it, and outlives both.
+  // HTTP beyond loopback needs tokens or its own --http-insecure (section 9).
+  if (!opts.http.empty() && !IsLoopback(opts.http) && !opts.http_insecure && !security.tokens) {
     std::fprintf(stderr,
-                 "madamd: refusing to serve HTTP on %s beyond loopback (it has no credentials); "
-                 "pass --insecure to do it anyway\n",
+                 "madamd: refusing to serve HTTP on %s beyond loopback without credentials; pass "
+                 "--auth-tokens FILE (HTTP then needs a reader token), or --http-insecure to do "
+                 "it anyway\n",
                  opts.http.c_str());
     return 2;
   }
@@ -201,12 +218,24 @@ int main(int argc, char** argv) {
 
   madam::server::StoreOptions store_options;
   store_options.path = opts.db;
+  store_options.max_leases_per_worker = opts.max_leases_per_worker;
+  store_options.fault_file = opts.inject_store_fault_file;
+  if (!opts.inject_store_fault_file.empty()) {
+    spdlog::warn("fault injection: store writes fail while {} exists", opts.inject_store_fault_file);
+  }
   store_options.on_transaction = [&metrics](double seconds) { metrics.ObserveStoreTransaction(seconds); };
   auto store = madam::server::Store::Open(store_options);
   if (!store.ok()) {
     std::fprintf(stderr, "madamd: cannot open database %s: %s\n", opts.db.c_str(),
                  store.status().ToString().c_str());
     return 1;
+  }
+  // Restart grace (section 5): workers that could not reach this process
+  // while it was down get one lease period from now to come back.
+  if (auto extended = (*store)->ExtendRunningLeases(opts.lease_seconds); !extended.ok()) {
+    spdlog::warn("could not extend running leases: {}", extended.status().ToString());
+  } else if (*extended > 0) {
+    spdlog::info("extended {} running lease(s) by one lease period ({} s)", *extended, opts.lease_seconds);
   }
   madam::server::LiveRunTable live;
   madam::server::CoordinatorService coordinator(store->get(), &live, madam::SweepLimits{});
@@ -238,7 +267,7 @@ int main(int argc, char** argv) {
   quota.SetMaxThreads(kServerMaxThreads);
   builder.SetResourceQuota(quota);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  // RPC latency histograms and fenced-call counts (issue 6). One
+  // RPC latency histograms and fenced-call counts (section 8). One
   // SetInterceptorCreators call below takes every interceptor: a second call
   // would replace the first.
   interceptors.push_back(metrics.NewRpcInterceptorFactory());
@@ -278,6 +307,15 @@ int main(int argc, char** argv) {
   if (!opts.http.empty()) {
     madam::server::HttpServerOptions http_options;
     http_options.address = opts.http;
+    http_options.allowed_hosts = opts.http_allowed_hosts;
+    if (security.tokens) {
+      // Section 9: with --auth-tokens, every HTTP route needs a reader (or
+      // admin) token.
+      http_options.authorize = [tokens = security.tokens](std::string_view token) {
+        auto role = tokens->Find(token);
+        return role.has_value() && madam::server::RolePermits(*role, madam::server::Role::kReader);
+      };
+    }
     auto started = madam::server::HttpServer::Start(
         http_options, [&routes](const madam::server::HttpRequest& r) { return routes.Handle(r); });
     if (started.ok()) {

@@ -128,6 +128,8 @@ CoordinatorMetrics::CoordinatorMetrics(CoordinatorMetricsOptions options)
   run_retries_ = counter("madam_run_retries_total", "Runs sent back to pending for another attempt");
   points_ingested_ = counter("madam_metric_points_ingested_total", "Metric points written to the store");
   store_transactions_ = counter("madam_store_transactions_total", "Group transactions committed by the store");
+  store_failed_commits_ = counter("madam_store_failed_commits_total",
+                                  "Group transactions the store failed to commit (storage faults)");
   store_queue_depth_ = &prometheus::BuildGauge()
                             .Name("madam_store_queue_depth")
                             .Help("Store calls waiting for the writer thread")
@@ -270,6 +272,7 @@ void CoordinatorMetrics::RefreshStoreCounters(const StoreStats& s) {
   IncrementBy(run_retries_, s.retries, last_stats_.retries);
   IncrementBy(points_ingested_, s.metric_points, last_stats_.metric_points);
   IncrementBy(store_transactions_, s.transactions, last_stats_.transactions);
+  IncrementBy(store_failed_commits_, s.failed_commits, last_stats_.failed_commits);
   store_queue_depth_->Set(static_cast<double>(s.queue_depth));
   last_stats_ = s;
 }

@@ -119,6 +119,7 @@ class CoordinatorMetrics {
   prometheus::Counter* run_retries_;
   prometheus::Counter* points_ingested_;
   prometheus::Counter* store_transactions_;
+  prometheus::Counter* store_failed_commits_;
   prometheus::Gauge* store_queue_depth_;
   prometheus::Family<prometheus::Histogram>* rpc_duration_family_;
   prometheus::Histogram* store_batch_duration_;

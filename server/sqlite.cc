@@ -42,7 +42,14 @@ Status Db::Error(std::string_view what, int rc) const {
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return Status::Unavailable(msg);
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Status::DataLoss(msg);
   if (primary == SQLITE_CONSTRAINT) return Status::AlreadyExists(msg);
-  if (primary == SQLITE_FULL || primary == SQLITE_IOERR) return Status::Unavailable(msg);
+  // Storage faults the operator can clear (disk full, a read-only or vanished
+  // file, memory pressure): the caller may retry, so UNAVAILABLE, never a
+  // refusal (ARCHITECTURE.md section 5: a worker drops a batch only on
+  // INVALID_ARGUMENT).
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
+      primary == SQLITE_CANTOPEN || primary == SQLITE_NOMEM || primary == SQLITE_PERM) {
+    return Status::Unavailable(msg);
+  }
   return Status::Internal(msg);
 }
 

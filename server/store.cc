@@ -3,9 +3,13 @@
 #include "common/param_json.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -22,6 +26,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -122,6 +127,13 @@ CREATE TABLE IF NOT EXISTS sweep_lineage(
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sweep_lineage_by_parent ON sweep_lineage(parent_id);
 )sql",
+    // 3: leases bound to their holder (ARCHITECTURE.md section 5): the
+    // SHA-256 of the grant's secret, and whether the lease has charged its
+    // attempt yet (rows from version 1 were charged at grant).
+    R"sql(
+ALTER TABLE runs ADD COLUMN lease_secret_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN lease_charged INTEGER NOT NULL DEFAULT 1;
+)sql",
 };
 constexpr int64_t kLatestSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -200,6 +212,67 @@ std::map<std::string, double> FinalFromJson(const std::string& text) {
 std::string DeviceKind(const std::string& device) {
   auto colon = device.find(':');
   return colon == std::string::npos ? device : device.substr(0, colon);
+}
+
+// Devices a worker registered: its device string is one device or a
+// comma-separated list of them.
+int64_t DeviceCount(const std::string& device) {
+  return 1 + static_cast<int64_t>(std::count(device.begin(), device.end(), ','));
+}
+
+// 128 bits from the kernel's CSPRNG, as 32 hex digits.
+Result<std::string> NewLeaseSecret() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Unavailable(std::string("cannot draw a lease secret: getrandom: ") +
+                                 std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+// SHA-256 of a lease secret, as 64 hex digits: what the database keeps. The
+// secret has 128 bits of entropy, so an unkeyed hash is enough: a reader of
+// the database cannot invert it to present the secret.
+std::string HashLeaseSecret(const std::string& secret) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(secret.data(), secret.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
+    return std::string();  // never matches a stored hash (see SecretMatches)
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+bool SecretMatches(const std::string& stored_hash, const std::string& secret) {
+  if (stored_hash.empty() || secret.empty()) return false;
+  const std::string hash = HashLeaseSecret(secret);
+  return hash.size() == stored_hash.size() &&
+         CRYPTO_memcmp(hash.data(), stored_hash.data(), hash.size()) == 0;
+}
+
+// The one refusal for a call that does not hold the lease: it names the run,
+// never the epoch or secret that would have been right.
+Status NotTheHolder(const std::string& run_id) {
+  return Status::PermissionDenied("run '" + run_id +
+                                  "': the caller does not hold this lease (wrong worker or lease "
+                                  "secret)");
 }
 
 // Prepared statements of one connection, keyed by their SQL text. Owned by
@@ -374,6 +447,21 @@ const char* RunOutcomeName(RunOutcome outcome) {
   return "unknown";
 }
 
+bool CheckpointNameValid(std::string_view name) {
+  constexpr std::string_view kPrefix = "epoch-", kSuffix = ".pt";
+  if (name.size() <= kPrefix.size() + kSuffix.size() || name.substr(0, kPrefix.size()) != kPrefix ||
+      name.substr(name.size() - kSuffix.size()) != kSuffix) {
+    return false;
+  }
+  const std::string_view digits =
+      name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+  if (digits.size() > 12) return false;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
 int64_t Store::LatestSchemaVersion() { return kLatestSchemaVersion; }
 
 // ---------------------------------------------------------------------------
@@ -533,6 +621,11 @@ struct Store::Impl {
     // synchronous is a connection setting read at COMMIT; it can only change
     // between transactions. A FULL commit fsyncs the whole WAL, so it also
     // makes any earlier NORMAL commits durable.
+    if (!options.fault_file.empty() && ::access(options.fault_file.c_str(), F_OK) == 0) {
+      return Status::Unavailable("sqlite error on '" + options.path +
+                                 "': attempt to write a readonly database (injected: fault file '" +
+                                 options.fault_file + "' exists)");
+    }
     bool full = false;
     for (const Call& call : group) full = full || call.full_sync;
     if (full != writer_full_sync) {
@@ -655,20 +748,26 @@ struct Store::Impl {
     std::string worker;
     bool cancel_requested = false;
   };
-  Result<LeaseCheck> CheckLease(const std::string& run_id, int64_t epoch) {
+  Result<LeaseCheck> CheckLease(const std::string& run_id, int64_t epoch, const LeaseHolder& holder) {
     MADAM_ASSIGN_STMT(st, *w,
-                      "SELECT state, lease_epoch, sweep_id, lease_worker, cancel_requested "
-                      "FROM runs WHERE id = ?");
+                      "SELECT state, lease_epoch, sweep_id, lease_worker, cancel_requested, "
+                      "lease_secret_hash FROM runs WHERE id = ?");
     st.Bind(1, run_id);
     MADAM_STEP(row, st);
     if (!row) return Status::NotFound("run " + Quote(run_id) + " not found");
     std::string state = st.ColumnText(0);
     int64_t current = st.ColumnInt(1);
     LeaseCheck check{st.ColumnText(2), st.ColumnText(3), st.ColumnInt(4) != 0};
+    const std::string secret_hash = st.ColumnText(5);
     st.Reset();
+    // Never name the current epoch: a caller that does not hold the lease
+    // must learn nothing that helps it pose as the holder.
     if (epoch != current) {
       return Status::FailedPrecondition("stale lease epoch " + std::to_string(epoch) + " for run " +
-                                        Quote(run_id) + " (current " + std::to_string(current) + ")");
+                                        Quote(run_id) + ": the run was leased again since");
+    }
+    if (holder.worker_id != check.worker || !SecretMatches(secret_hash, holder.secret)) {
+      return NotTheHolder(run_id);
     }
     if (state != "RUNNING") {
       auto parsed = ParseRunState(state);
@@ -679,8 +778,24 @@ struct Store::Impl {
     return check;
   }
 
+  // Charges the lease's attempt at its first sign of work (section 5).
+  // REQUIRES: on the writer thread, in a txn, after CheckLease.
+  Status ChargeAttempt(const std::string& run_id) {
+    MADAM_ASSIGN_STMT(st, *w,
+                      "UPDATE runs SET attempts = attempts + 1, lease_charged = 1 "
+                      "WHERE id = ? AND lease_charged = 0");
+    st.Bind(1, run_id);
+    return st.Run();
+  }
+
+  // Metric names of each run the writer stored points for, for the
+  // distinct-name bound. Writer thread only. A rerun clears it (its metrics
+  // are deleted), a completion forgets its run.
+  std::unordered_map<std::string, std::unordered_set<std::string>> metric_names;
+
   // REQUIRES: on the writer thread, in a txn.
-  Status InsertPoints(const std::string& run_id, int64_t lease_epoch, const std::vector<MetricPoint>& points);
+  Status InsertPoints(const std::string& run_id, int64_t lease_epoch, const std::vector<MetricPoint>& points,
+                      const LeaseHolder& holder);
 
   Status TouchWorkerRow(const std::string& worker_id, int64_t now) {
     if (worker_id.empty()) return Status::Ok();
@@ -727,8 +842,9 @@ struct Store::Impl {
       RunState next = o.cancel_requested              ? RunState::kCancelled
                       : o.attempts >= o.max_attempts ? RunState::kFailed
                                                      : RunState::kPending;
-      std::string error = "lease expired: worker " + Quote(o.worker) + " did not renew lease epoch " +
-                          std::to_string(o.epoch) + " of run " + Quote(o.id) + " (expired at " +
+      // No epoch in the text: last_error is shown to every reader.
+      std::string error = "lease expired: worker " + Quote(o.worker) + " did not renew its lease of run " +
+                          Quote(o.id) + " (expired at " +
                           std::to_string(o.expires_at) + " ms, attempt " + std::to_string(o.attempts) +
                           " of " + std::to_string(o.max_attempts) + ")";
       MADAM_ASSIGN_STMT(up, *w,
@@ -1144,6 +1260,7 @@ Result<int64_t> Store::RerunSweep(const std::string& sweep_id, const std::vector
       MADAM_RETURN_IF_ERROR(sw.Run());
     }
     count = static_cast<int64_t>(ids.size());
+    for (const std::string& id : ids) impl->metric_names.erase(id);
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -1213,19 +1330,21 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
     const int64_t now = impl->Now();
     auto expired = impl->ExpireOverdue(now, &expiry);
     if (!expired.ok()) return expired.status();
+    std::string registered_device;
     {
-      MADAM_ASSIGN_STMT(touch, w, "UPDATE workers SET last_seen = ? WHERE id = ?");
+      MADAM_ASSIGN_STMT(touch, w, "UPDATE workers SET last_seen = ? WHERE id = ? RETURNING device");
       touch.Bind(1, now).Bind(2, worker_id);
-      MADAM_RETURN_IF_ERROR(touch.Run());
-      if (impl->writer_db.Changes() == 0) {
-        return Status::NotFound("worker " + Quote(worker_id) + " is not registered");
-      }
+      MADAM_STEP(found, touch);
+      if (!found) return Status::NotFound("worker " + Quote(worker_id) + " is not registered");
+      registered_device = touch.ColumnText(0);
+      touch.Reset();
     }
     if (!request_id.empty()) {
       // A retried request (its response was lost) gets the lease it was granted.
       MADAM_ASSIGN_STMT(again, w,
                         "SELECT r.id, r.sweep_id, r.idx, r.params_json, r.labels_json, r.attempts, "
-                        "r.resume_checkpoint, r.lease_epoch, r.lease_expires_at, s.metric_name "
+                        "r.resume_checkpoint, r.lease_epoch, r.lease_expires_at, s.metric_name, "
+                        "r.lease_charged "
                         "FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
                         "WHERE r.state = 'RUNNING' AND r.lease_worker = ? AND r.lease_request = ?");
       again.Bind(1, worker_id).Bind(2, request_id);
@@ -1242,11 +1361,34 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
         l.lease_epoch = again.ColumnInt(7);
         l.lease_expires_at_ms = again.ColumnInt(8);
         l.metric_name = again.ColumnText(9);
+        if (again.ColumnInt(10) == 0) ++l.attempt;  // not charged yet: attempts is the one before
         again.Reset();
+        // Only the hash of the first reply's secret was kept: re-key.
+        auto secret = NewLeaseSecret();
+        if (!secret.ok()) return secret.status();
+        MADAM_ASSIGN_STMT(rekey, w, "UPDATE runs SET lease_secret_hash = ? WHERE id = ?");
+        rekey.Bind(1, HashLeaseSecret(*secret)).Bind(2, l.run_id);
+        MADAM_RETURN_IF_ERROR(rekey.Run());
+        l.worker_id = worker_id;
+        l.lease_secret = std::move(secret).value();
         lease = std::move(l);
         return Status::Ok();
       }
       again.Reset();
+    }
+    {
+      // A worker holds at most max_leases_per_worker runs: one that asks for
+      // more (a hoarder, or a bug) gets none until it finishes one.
+      const int64_t limit = impl->options.max_leases_per_worker > 0
+                                ? impl->options.max_leases_per_worker
+                                : DeviceCount(registered_device);
+      MADAM_ASSIGN_STMT(held, w,
+                        "SELECT COUNT(*) FROM runs WHERE state = 'RUNNING' AND lease_worker = ?");
+      held.Bind(1, worker_id);
+      MADAM_STEP(row, held);
+      const int64_t holding = row ? held.ColumnInt(0) : 0;
+      held.Reset();
+      if (holding >= limit) return Status::Ok();
     }
     struct Candidate {
       std::string id, metric_name;
@@ -1292,14 +1434,20 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
       pick.Reset();
       auto epoch = impl->NextLeaseEpoch();
       if (!epoch.ok()) return epoch.status();
+      auto secret = NewLeaseSecret();
+      if (!secret.ok()) return secret.status();
       l.lease_epoch = *epoch;
       l.lease_expires_at_ms = now + lease_seconds * 1000;
+      l.worker_id = worker_id;
+      l.lease_secret = std::move(secret).value();
+      // attempts is charged at the lease's first heartbeat, metric batch or
+      // completion (ChargeAttempt), not here.
       MADAM_ASSIGN_STMT(grant, w,
-                        "UPDATE runs SET state = 'RUNNING', attempts = ?, lease_epoch = ?, "
+                        "UPDATE runs SET state = 'RUNNING', lease_charged = 0, lease_epoch = ?, "
                         "lease_worker = ?, lease_expires_at = ?, started_at = ?, ended_at = 0, "
-                        "lease_request = ? WHERE id = ?");
-      grant.Bind(1, l.attempt).Bind(2, l.lease_epoch).Bind(3, worker_id).Bind(4, l.lease_expires_at_ms)
-          .Bind(5, now).Bind(6, request_id).Bind(7, l.run_id);
+                        "lease_request = ?, lease_secret_hash = ? WHERE id = ?");
+      grant.Bind(1, l.lease_epoch).Bind(2, worker_id).Bind(3, l.lease_expires_at_ms)
+          .Bind(4, now).Bind(5, request_id).Bind(6, HashLeaseSecret(l.lease_secret)).Bind(7, l.run_id);
       MADAM_RETURN_IF_ERROR(grant.Run());
       lease = std::move(l);
       new_grant = true;
@@ -1314,15 +1462,16 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
 }
 
 Result<HeartbeatReply> Store::Heartbeat(const std::string& run_id, int64_t lease_epoch,
-                                        int64_t lease_seconds) {
+                                        int64_t lease_seconds, const LeaseHolder& holder) {
   if (lease_seconds <= 0) {
     return Status::InvalidArgument("lease_seconds " + std::to_string(lease_seconds) + " must be positive");
   }
   Impl* impl = impl_.get();
   HeartbeatReply reply;
   Status s = impl->Write([&]() -> Status {
-    auto check = impl->CheckLease(run_id, lease_epoch);
+    auto check = impl->CheckLease(run_id, lease_epoch, holder);
     if (!check.ok()) return check.status();
+    MADAM_RETURN_IF_ERROR(impl->ChargeAttempt(run_id));
     const int64_t now = impl->Now();
     reply.cancel_requested = check->cancel_requested;
     reply.lease_expires_at_ms = now + lease_seconds * 1000;
@@ -1355,9 +1504,33 @@ Status ValidatePoints(const std::string& run_id, const std::vector<MetricPoint>&
 }  // namespace
 
 Status Store::Impl::InsertPoints(const std::string& run_id, int64_t lease_epoch,
-                                 const std::vector<MetricPoint>& points) {
-  auto check = CheckLease(run_id, lease_epoch);
+                                 const std::vector<MetricPoint>& points, const LeaseHolder& holder) {
+  auto check = CheckLease(run_id, lease_epoch, holder);
   if (!check.ok()) return check.status();
+  auto known = metric_names.find(run_id);
+  if (known == metric_names.end()) {
+    std::unordered_set<std::string> names;
+    MADAM_ASSIGN_STMT(sel, *w, "SELECT DISTINCT name FROM metrics WHERE run_id = ?");
+    sel.Bind(1, run_id);
+    for (;;) {
+      MADAM_STEP(row, sel);
+      if (!row) break;
+      names.insert(sel.ColumnText(0));
+    }
+    sel.Reset();
+    known = metric_names.emplace(run_id, std::move(names)).first;
+  }
+  std::unordered_set<std::string> fresh;
+  for (const MetricPoint& p : points) {
+    if (known->second.count(p.name) == 0) fresh.insert(p.name);
+  }
+  const int64_t total = static_cast<int64_t>(known->second.size() + fresh.size());
+  if (total > options.max_metric_names_per_run) {
+    return Status::InvalidArgument("points.name: run " + Quote(run_id) + " would have " +
+                                   std::to_string(total) + " distinct metric names, over the limit of " +
+                                   std::to_string(options.max_metric_names_per_run));
+  }
+  MADAM_RETURN_IF_ERROR(ChargeAttempt(run_id));
   MADAM_ASSIGN_STMT(st, *w,
                     "INSERT OR REPLACE INTO metrics(run_id, name, step, value, time) "
                     "VALUES (?, ?, ?, ?, ?)");
@@ -1368,21 +1541,22 @@ Status Store::Impl::InsertPoints(const std::string& run_id, int64_t lease_epoch,
     sqlite3_reset(st.raw());
   }
   st.Reset();
+  known->second.insert(fresh.begin(), fresh.end());
   // Counted before commit; a failed commit is visible in failed_commits.
   stat_points.fetch_add(static_cast<int64_t>(points.size()), std::memory_order_relaxed);
   return Status::Ok();
 }
 
 Status Store::AppendMetrics(const std::string& run_id, int64_t lease_epoch,
-                            const std::vector<MetricPoint>& points) {
+                            const std::vector<MetricPoint>& points, const LeaseHolder& holder) {
   MADAM_RETURN_IF_ERROR(ValidatePoints(run_id, points));
   Impl* impl = impl_.get();
-  return impl->Write([&]() -> Status { return impl->InsertPoints(run_id, lease_epoch, points); },
+  return impl->Write([&]() -> Status { return impl->InsertPoints(run_id, lease_epoch, points, holder); },
                      impl->options.metrics_full_sync);
 }
 
 void Store::AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vector<MetricPoint> points,
-                               std::function<void(Status)> done) {
+                               LeaseHolder holder, std::function<void(Status)> done) {
   Status valid = ValidatePoints(run_id, points);
   if (!valid.ok()) {
     done(std::move(valid));
@@ -1392,8 +1566,8 @@ void Store::AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vec
   auto shared = std::make_shared<std::pair<std::string, std::vector<MetricPoint>>>(std::move(run_id),
                                                                                     std::move(points));
   impl->WriteAsync(
-      [impl, shared, lease_epoch]() -> Status {
-        return impl->InsertPoints(shared->first, lease_epoch, shared->second);
+      [impl, shared, lease_epoch, holder = std::move(holder)]() -> Status {
+        return impl->InsertPoints(shared->first, lease_epoch, shared->second, holder);
       },
       std::move(done), impl->options.metrics_full_sync);
 }
@@ -1406,22 +1580,33 @@ Status Store::CompleteRun(const CompleteRequest& req) {
     StatementCache& w = *impl->w;
     MADAM_ASSIGN_STMT(st, w,
                       "SELECT r.state, r.lease_epoch, r.attempts, s.max_attempts, r.cancel_requested, "
-                      "r.completed_epoch, r.completed_outcome, r.sweep_id "
+                      "r.completed_epoch, r.completed_outcome, r.sweep_id, r.lease_worker, "
+                      "r.lease_secret_hash, r.lease_charged "
                       "FROM runs r JOIN sweeps s ON s.id = r.sweep_id WHERE r.id = ?");
     st.Bind(1, req.run_id);
     MADAM_STEP(row, st);
     if (!row) return Status::NotFound("run " + Quote(req.run_id) + " not found");
     const std::string state = st.ColumnText(0);
     const int64_t current = st.ColumnInt(1);
-    const int64_t attempts = st.ColumnInt(2);
+    const int64_t attempts_before = st.ColumnInt(2);
     const int64_t max_attempts = st.ColumnInt(3);
     const bool cancel_requested = st.ColumnInt(4) != 0;
     const int64_t completed_epoch = st.ColumnInt(5);
     const std::string completed_outcome = st.ColumnText(6);
     const std::string sweep_id = st.ColumnText(7);
+    const std::string lease_worker = st.ColumnText(8);
+    const std::string secret_hash = st.ColumnText(9);
+    const bool charged = st.ColumnInt(10) != 0;
     st.Reset();
+    if (!req.checkpoint.empty() && !CheckpointNameValid(req.checkpoint)) {
+      return Status::InvalidArgument("checkpoint: " + Quote(req.checkpoint.substr(0, 200)) +
+                                     " is not a checkpoint name of the form epoch-<N>.pt");
+    }
     const std::string outcome = RunOutcomeName(req.outcome);
+    const bool holder_ok =
+        req.holder.worker_id == lease_worker && SecretMatches(secret_hash, req.holder.secret);
     if (completed_epoch != 0 && completed_epoch == req.lease_epoch) {
+      if (!holder_ok) return NotTheHolder(req.run_id);
       if (completed_outcome == outcome) return Status::Ok();  // a retried completion
       return Status::FailedPrecondition("run " + Quote(req.run_id) + " was already completed at lease epoch " +
                                         std::to_string(req.lease_epoch) + " as " + completed_outcome +
@@ -1429,14 +1614,17 @@ Status Store::CompleteRun(const CompleteRequest& req) {
     }
     if (req.lease_epoch != current) {
       return Status::FailedPrecondition("stale lease epoch " + std::to_string(req.lease_epoch) + " for run " +
-                                        Quote(req.run_id) + " (current " + std::to_string(current) + ")");
+                                        Quote(req.run_id) + ": the run was leased again since");
     }
+    if (!holder_ok) return NotTheHolder(req.run_id);
     if (state != "RUNNING") {
       auto parsed = ParseRunState(state);
       return Status::FailedPrecondition("lease epoch " + std::to_string(req.lease_epoch) + " for run " +
                                         Quote(req.run_id) + " is no longer held (run is " +
                                         (parsed ? RunStateName(*parsed) : state.c_str()) + ")");
     }
+    // A completion is a sign of work too: it charges an uncharged lease.
+    const int64_t attempts = attempts_before + (charged ? 0 : 1);
     RunState next = RunState::kSucceeded;
     switch (req.outcome) {
       case RunOutcome::kSucceeded: next = RunState::kSucceeded; break;
@@ -1457,27 +1645,33 @@ Status Store::CompleteRun(const CompleteRequest& req) {
                       "UPDATE runs SET state = ?1, final_json = CASE WHEN ?2 = '{}' THEN final_json ELSE ?2 END, "
                       "last_error = CASE WHEN ?3 = '' THEN last_error ELSE ?3 END, "
                       "resume_checkpoint = CASE WHEN ?4 = '' THEN resume_checkpoint ELSE ?4 END, "
-                      "completed_epoch = ?5, completed_outcome = ?6, lease_expires_at = 0, ended_at = ?7 "
-                      "WHERE id = ?8");
+                      "completed_epoch = ?5, completed_outcome = ?6, lease_expires_at = 0, ended_at = ?7, "
+                      "attempts = ?9, lease_charged = 1 WHERE id = ?8");
     up.Bind(1, StoredState(next)).Bind(2, FinalToJson(req.final)).Bind(3, error).Bind(4, req.checkpoint)
         .Bind(5, req.lease_epoch).Bind(6, outcome).Bind(7, IsTerminal(next) ? now : int64_t{0})
-        .Bind(8, req.run_id);
+        .Bind(8, req.run_id).Bind(9, attempts);
     MADAM_RETURN_IF_ERROR(up.Run());
     if (IsTerminal(next)) MADAM_RETURN_IF_ERROR(impl->MaybeFinishSweep(sweep_id));
     requeued = next == RunState::kPending;
+    impl->metric_names.erase(req.run_id);
     return Status::Ok();
   });
   if (result.ok() && requeued) impl->stat_retries.fetch_add(1, std::memory_order_relaxed);
   return result;
 }
 
-Status Store::SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& path) {
+Status Store::SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& name,
+                            const LeaseHolder& holder) {
+  if (!CheckpointNameValid(name)) {
+    return Status::InvalidArgument("checkpoint: " + Quote(name.substr(0, 200)) +
+                                   " is not a checkpoint name of the form epoch-<N>.pt");
+  }
   Impl* impl = impl_.get();
   return impl->Write([&]() -> Status {
-    auto check = impl->CheckLease(run_id, lease_epoch);
+    auto check = impl->CheckLease(run_id, lease_epoch, holder);
     if (!check.ok()) return check.status();
     MADAM_ASSIGN_STMT(st, *impl->w, "UPDATE runs SET resume_checkpoint = ? WHERE id = ?");
-    st.Bind(1, path).Bind(2, run_id);
+    st.Bind(1, name).Bind(2, run_id);
     return st.Run();
   });
 }
@@ -1498,11 +1692,37 @@ Result<int64_t> Store::ExpireLeases() {
   return count;
 }
 
+Result<int64_t> Store::ExtendRunningLeases(int64_t lease_seconds) {
+  if (lease_seconds <= 0) {
+    return Status::InvalidArgument("lease_seconds " + std::to_string(lease_seconds) + " must be positive");
+  }
+  Impl* impl = impl_.get();
+  int64_t count = 0;
+  Status s = impl->Write([&]() -> Status {
+    MADAM_ASSIGN_STMT(st, *impl->w,
+                      "UPDATE runs SET lease_expires_at = MAX(lease_expires_at, ?) WHERE state = 'RUNNING'");
+    st.Bind(1, impl->Now() + lease_seconds * 1000);
+    MADAM_RETURN_IF_ERROR(st.Run());
+    count = impl->writer_db.Changes();
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return count;
+}
+
+Status Store::ProbeWrite() {
+  Impl* impl = impl_.get();
+  return impl->Write([&]() -> Status {
+    MADAM_ASSIGN_STMT(st, *impl->w, "UPDATE meta SET value = value WHERE key = 'lease_epoch'");
+    return st.Run();
+  });
+}
+
 // ---- Metrics ---------------------------------------------------------------
 
 Result<std::vector<MetricPoint>> Store::GetMetrics(const std::string& run_id,
                                                    const std::optional<std::string>& name,
-                                                   int64_t after_step) {
+                                                   int64_t after_step, int64_t limit) {
   return impl_->Read([&](Impl::Reader& r) -> Result<std::vector<MetricPoint>> {
     MADAM_ASSIGN_STMT(exists, r.stmts, "SELECT 1 FROM runs WHERE id = ?");
     exists.Bind(1, run_id);
@@ -1511,12 +1731,13 @@ Result<std::vector<MetricPoint>> Store::GetMetrics(const std::string& run_id,
     if (!found) return Status::NotFound("run " + Quote(run_id) + " not found");
     MADAM_ASSIGN_STMT(st, r.stmts,
                       name ? "SELECT name, step, value, time FROM metrics WHERE run_id = ?1 AND name = ?2 "
-                             "AND step > ?3 ORDER BY name, step"
+                             "AND step > ?3 ORDER BY name, step LIMIT ?4"
                            : "SELECT name, step, value, time FROM metrics WHERE run_id = ?1 "
-                             "AND step > ?3 ORDER BY name, step");
+                             "AND step > ?3 ORDER BY name, step LIMIT ?4");
     st.Bind(1, run_id);
     if (name) st.Bind(2, *name);
     st.Bind(3, after_step < 0 ? int64_t{-1} : after_step);
+    st.Bind(4, limit < 0 ? int64_t{-1} : limit);  // LIMIT -1: no limit
     std::vector<MetricPoint> points;
     for (;;) {
       MADAM_STEP(row, st);

@@ -36,6 +36,20 @@
 // it (ExpireLeases, or the reclaim AcquireRun does first) is still honoured:
 // the epoch, not the clock, is the fence.
 //
+// A lease is bound to its holder (section 5): the grant carries a lease
+// secret, 128 bits from the kernel's CSPRNG (getrandom), returned once and
+// stored only as its SHA-256. Every later call for the run (Heartbeat,
+// AppendMetrics, SetCheckpoint, CompleteRun) presents a LeaseHolder, the
+// worker id and that secret; a wrong worker or secret is PERMISSION_DENIED,
+// and no message ever names the run's current epoch or secret. A worker holds
+// at most StoreOptions::max_leases_per_worker RUNNING leases. An attempt is
+// charged (attempts + 1) only once the lease's first heartbeat, metric batch
+// or completion arrives: a run leased and abandoned before any of them goes
+// back to PENDING without using up an attempt.
+//
+// Checkpoints are stored by name only ("epoch-<N>.pt", CheckpointNameValid):
+// the worker resolves the name under its own run directory.
+//
 // Errors: unknown ids -> NOT_FOUND; stale epoch or wrong state ->
 // FAILED_PRECONDITION; bad arguments -> INVALID_ARGUMENT; an idempotency key
 // reused with a different spec -> ALREADY_EXISTS; SQLite I/O or busy ->
@@ -81,6 +95,13 @@ struct StoreOptions {
   int busy_timeout_ms = 5000;
   // The writer puts at most this many queued calls into one transaction.
   int max_calls_per_transaction = 4096;
+  // RUNNING leases one worker may hold at once; 0: one per device the worker
+  // registered (its device string is a comma-separated list, "cuda:0,cuda:1").
+  int64_t max_leases_per_worker = 0;
+  // Distinct metric names one run may have (section 9); a batch that would
+  // pass it is INVALID_ARGUMENT. The worker emits ~20 run metrics plus 4 per
+  // weight tensor for up to 56 tensors (224): 512 leaves room for both.
+  int64_t max_metric_names_per_run = 512;
   // false: transactions holding only metric batches commit with
   // synchronous=NORMAL (kill -9 safe, power-loss safe at the next FULL commit
   // or checkpoint). true: every commit is FULL.
@@ -90,6 +111,10 @@ struct StoreOptions {
   // write-batch latency histogram. Keep it short and non-blocking; it must
   // not call back into the Store.
   std::function<void(double seconds)> on_transaction;
+  // Tests only (fault injection): while this file exists, every group
+  // transaction fails as a read-only database does (UNAVAILABLE, counted in
+  // failed_commits). Empty: off.
+  std::string fault_file;
 };
 
 // One grid cell as the submitter expanded it, in order (index = position).
@@ -158,6 +183,16 @@ struct RunRow {
   int64_t ended_at_ms = 0;              // 0: not terminal
 };
 
+// Who presents a lease: the worker it was granted to and the grant's secret.
+struct LeaseHolder {
+  std::string worker_id;
+  std::string secret;
+};
+
+// True for a checkpoint name the coordinator stores: "epoch-<N>.pt", N one to
+// twelve decimal digits; never a path.
+bool CheckpointNameValid(std::string_view name);
+
 struct Lease {
   std::string run_id;
   std::string sweep_id;
@@ -168,7 +203,10 @@ struct Lease {
   int64_t lease_epoch = 0;
   int64_t lease_expires_at_ms = 0;
   int64_t attempt = 0;            // 1 for the first grant
-  std::string resume_checkpoint;  // empty: start from step 0
+  std::string resume_checkpoint;  // a checkpoint name; empty: start from step 0
+  std::string worker_id;          // the holder
+  std::string lease_secret;       // 32 hex digits; only this reply ever carries it
+  LeaseHolder holder() const { return {worker_id, lease_secret}; }
 };
 
 struct HeartbeatReply {
@@ -189,7 +227,8 @@ struct CompleteRequest {
   RunOutcome outcome = RunOutcome::kSucceeded;
   std::map<std::string, double> final;
   std::string error;       // why, for kFailed (kept as last_error)
-  std::string checkpoint;  // optional: last checkpoint path
+  std::string checkpoint;  // optional: last checkpoint name (epoch-<N>.pt)
+  LeaseHolder holder;      // must match the grant
 };
 
 struct WorkerRow {
@@ -272,25 +311,27 @@ class Store {
   // registered (NOT_FOUND otherwise); its last_seen is updated.
   // `request_id` (optional, unique per worker request) makes a retry safe: if
   // this worker already holds a RUNNING lease granted for the same request id
-  // (the first response was lost), that same lease is returned again.
+  // (the first response was lost), that same lease is returned again, with a
+  // fresh secret (only the hash of the lost one was kept).
+  // A worker already holding max_leases_per_worker RUNNING leases gets none.
   Result<std::optional<Lease>> AcquireRun(const std::string& worker_id, const std::string& device,
                                           int64_t lease_seconds, const std::string& request_id = "");
   // Extends the lease to now + lease_seconds. The run must be RUNNING under
   // this epoch.
   Result<HeartbeatReply> Heartbeat(const std::string& run_id, int64_t lease_epoch,
-                                   int64_t lease_seconds);
+                                   int64_t lease_seconds, const LeaseHolder& holder);
   // Writes points keyed (run, name, step); a point for an existing key
   // replaces it, so a resumed attempt rewrites its steps. The run must be
   // RUNNING under this epoch. All or nothing.
   Status AppendMetrics(const std::string& run_id, int64_t lease_epoch,
-                       const std::vector<MetricPoint>& points);
+                       const std::vector<MetricPoint>& points, const LeaseHolder& holder);
   // The same, without waiting: `done` receives the status once the batch is
   // durable (or refused). It runs on the writer thread — keep it short, and
   // never call a Store method that waits from it (that would deadlock) — or
   // on the calling thread when the batch is invalid or the store is closing.
   // For asynchronous (callback) gRPC handlers.
   void AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vector<MetricPoint> points,
-                          std::function<void(Status)> done);
+                          LeaseHolder holder, std::function<void(Status)> done);
   // Ends the attempt. succeeded/diverged/cancelled are terminal. failed goes
   // back to PENDING (a retry) while attempts < max_attempts, else FAILED; the
   // error text is kept as last_error either way. A run whose cancel was
@@ -299,9 +340,11 @@ class Store {
   // recorded) is OK and changes nothing; any other call with a stale epoch or
   // on a run that is not RUNNING is FAILED_PRECONDITION.
   Status CompleteRun(const CompleteRequest& request);
-  // Records the latest checkpoint path of a RUNNING run (fenced like
-  // Heartbeat); the next grant hands it out as resume_checkpoint.
-  Status SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& path);
+  // Records the latest checkpoint name of a RUNNING run (fenced like
+  // Heartbeat); the next grant hands it out as resume_checkpoint. A name
+  // that is not CheckpointNameValid is INVALID_ARGUMENT.
+  Status SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& name,
+                       const LeaseHolder& holder);
   // RUNNING runs whose lease ran out before now go back to PENDING (the grant
   // already counted the attempt), or to FAILED with last_error "lease expired
   // ..." once attempts >= max_attempts (CANCELLED if cancel was requested).
@@ -313,9 +356,10 @@ class Store {
   // Ordered by name, then step. NOT_FOUND for an unknown run.
   // With after_step >= 0, only points with step > after_step (incremental
   // polling for live curves).
+  // With limit >= 0, at most that many points (the first in that order).
   Result<std::vector<MetricPoint>> GetMetrics(const std::string& run_id,
                                               const std::optional<std::string>& name = std::nullopt,
-                                              int64_t after_step = -1);
+                                              int64_t after_step = -1, int64_t limit = -1);
 
   // The last point (highest step) of each metric of the run, by name: what
   // progress bars and live tables show. NOT_FOUND for an unknown run.
@@ -328,7 +372,15 @@ class Store {
   Result<WorkerRow> GetWorker(const std::string& worker_id);
   Result<std::vector<WorkerRow>> ListWorkers();
 
+  // Restart grace (section 5): every RUNNING lease is extended to at least
+  // now + lease_seconds, so workers that lost the coordinator while it was
+  // down keep their runs when they reach it again. Returns how many.
+  Result<int64_t> ExtendRunningLeases(int64_t lease_seconds);
+
   // ---- Maintenance ----
+  // A write that changes nothing, committed like a state change: OK when the
+  // database takes writes now (for /readyz).
+  Status ProbeWrite();
   // PRAGMA integrity_check; OK when it reports "ok", DATA_LOSS otherwise.
   Status IntegrityCheck();
   // The lease epoch counter's current value (the last epoch granted).

@@ -8,6 +8,45 @@
 
 namespace madam::server {
 
+namespace {
+
+// Section 9: every string a worker sends is bounded.
+constexpr size_t kMaxWorkerNameBytes = 128;
+constexpr size_t kMaxWorkerInfoBytes = 1024;
+constexpr size_t kMaxMetricNameBytes = 128;
+constexpr size_t kMaxErrorBytes = 4096;
+constexpr size_t kMaxIdBytes = 128;
+
+bool Printable(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// Empty when `value` (the field `field`) is printable and at most `max`
+// bytes; else the INVALID_ARGUMENT naming the field.
+Status CheckText(const char* field, const std::string& value, size_t max) {
+  if (value.size() > max) {
+    return Status::InvalidArgument(std::string(field) + ": " + std::to_string(value.size()) +
+                                   " bytes, over the limit of " + std::to_string(max));
+  }
+  if (!Printable(value)) {
+    return Status::InvalidArgument(std::string(field) + ": contains control characters");
+  }
+  return Status::Ok();
+}
+
+// Cuts `text` to at most `max` bytes without splitting a UTF-8 sequence.
+std::string Truncate(const std::string& text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + " [truncated]";
+}
+
+}  // namespace
+
 WorkerService::WorkerService(Store* store, LiveRunTable* live, WorkerServiceOptions options)
     : store_(store), live_(live), options_(std::move(options)) {}
 
@@ -16,6 +55,15 @@ grpc::Status WorkerService::RegisterWorker(grpc::ServerContext*,
                                            v1::RegisterWorkerResponse* resp) {
   if (req->device().empty()) {
     return ToGrpcStatus(Status::InvalidArgument("device is required (\"cpu\" or \"cuda:N\")"));
+  }
+  for (Status s : {CheckText("name", req->name(), kMaxWorkerNameBytes),
+                   CheckText("device", req->device(), kMaxIdBytes)}) {
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  if (req->info().size() > kMaxWorkerInfoBytes) {
+    return ToGrpcStatus(Status::InvalidArgument("info: " + std::to_string(req->info().size()) +
+                                                " bytes, over the limit of " +
+                                                std::to_string(kMaxWorkerInfoBytes)));
   }
   auto worker = store_->RegisterWorker(req->name(), req->device(), req->info());
   if (!worker.ok()) return ToGrpcStatus(worker.status());
@@ -46,6 +94,7 @@ grpc::Status WorkerService::AcquireRun(grpc::ServerContext*, const v1::AcquireRu
   ParamsToProto(l.params, resp->mutable_params());
   resp->set_attempt(l.attempt);
   resp->set_resume_checkpoint(l.resume_checkpoint);
+  resp->set_lease_secret(l.lease_secret);
   if (!options_.checkpoint_dir.empty()) {
     resp->set_checkpoint_dir(options_.checkpoint_dir + "/" + l.run_id);
   }
@@ -55,10 +104,15 @@ grpc::Status WorkerService::AcquireRun(grpc::ServerContext*, const v1::AcquireRu
 
 grpc::Status WorkerService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
                                       v1::HeartbeatResponse* resp) {
-  auto reply = store_->Heartbeat(req->run_id(), req->lease_epoch(), options_.lease_seconds);
+  const LeaseHolder holder{req->worker_id(), req->lease_secret()};
+  if (!req->checkpoint().empty() && !CheckpointNameValid(req->checkpoint())) {
+    return ToGrpcStatus(Status::InvalidArgument(
+        "checkpoint: must be a checkpoint name of the form epoch-<N>.pt, never a path"));
+  }
+  auto reply = store_->Heartbeat(req->run_id(), req->lease_epoch(), options_.lease_seconds, holder);
   if (!reply.ok()) return ToGrpcStatus(reply.status());
   if (!req->checkpoint().empty()) {
-    Status s = store_->SetCheckpoint(req->run_id(), req->lease_epoch(), req->checkpoint());
+    Status s = store_->SetCheckpoint(req->run_id(), req->lease_epoch(), req->checkpoint(), holder);
     if (!s.ok()) return ToGrpcStatus(s);
   }
   live_->Heartbeat(req->run_id(), req->step(), req->progress());
@@ -84,6 +138,10 @@ grpc::ServerUnaryReactor* WorkerService::ReportMetrics(grpc::CallbackServerConte
       reactor->Finish(ToGrpcStatus(Status::InvalidArgument("points: a point has an empty name")));
       return reactor;
     }
+    if (Status bad = CheckText("points.name", p.name(), kMaxMetricNameBytes); !bad.ok()) {
+      reactor->Finish(ToGrpcStatus(bad));
+      return reactor;
+    }
     points.push_back(MetricPoint{p.name(), p.step(), p.value(), p.time()});
   }
   // Only points the store accepted (under a current lease) reach the live
@@ -94,6 +152,7 @@ grpc::ServerUnaryReactor* WorkerService::ReportMetrics(grpc::CallbackServerConte
   const int64_t step = req->step();
   const double progress = req->progress();
   store_->AppendMetricsAsync(run_id, req->lease_epoch(), std::move(points),
+                             LeaseHolder{req->worker_id(), req->lease_secret()},
                              [this, reactor, resp, latest, run_id, count, step,
                               progress](Status status) {
                                if (status.ok()) {
@@ -124,8 +183,14 @@ grpc::Status WorkerService::CompleteRun(grpc::ServerContext*, const v1::Complete
           v1::RunState_Name(req->outcome())));
   }
   complete.final.insert(req->final().begin(), req->final().end());
-  complete.error = req->error();
+  // Long error texts are kept, cut to a bound, never refused (section 9).
+  complete.error = Truncate(req->error(), kMaxErrorBytes);
   complete.checkpoint = req->checkpoint();
+  complete.holder = LeaseHolder{req->worker_id(), req->lease_secret()};
+  if (!complete.checkpoint.empty() && !CheckpointNameValid(complete.checkpoint)) {
+    return ToGrpcStatus(Status::InvalidArgument(
+        "checkpoint: must be a checkpoint name of the form epoch-<N>.pt, never a path"));
+  }
   Status status = store_->CompleteRun(complete);
   if (status.ok()) live_->Remove(req->run_id());
   return ToGrpcStatus(status);

@@ -38,7 +38,8 @@ uint64_t UniqueSuffix() {
 std::string CheckpointName(int64_t epoch) { return "epoch-" + std::to_string(epoch) + ".pt"; }
 
 Status WriteFileDurably(const std::string& dir, const std::string& name,
-                        const std::function<void(const std::string& tmp_path)>& write) {
+                        const std::function<void(const std::string& tmp_path)>& write,
+                        const std::function<void()>& before_publish) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::Internal(dir + ": cannot create the checkpoint directory: " + ec.message());
@@ -51,6 +52,7 @@ Status WriteFileDurably(const std::string& dir, const std::string& name,
     fs::remove(tmp, ec);
     return synced;
   }
+  if (before_publish) before_publish();
   fs::rename(tmp, final_path, ec);
   if (ec) {
     fs::remove(tmp, ec);
@@ -61,7 +63,7 @@ Status WriteFileDurably(const std::string& dir, const std::string& name,
 
 void PruneCheckpoints(const std::string& dir, int keep) {
   const auto all = ListCheckpoints(dir);
-  for (size_t i = static_cast<size_t>(std::max(keep, 1)); i < all.size(); ++i) {
+  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < all.size(); ++i) {
     std::error_code ec;
     fs::remove(all[i], ec);
   }

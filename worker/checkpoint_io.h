@@ -20,11 +20,15 @@ namespace madam::worker {
 
 // Writes `dir`/`name` durably: `write` is called with a temporary path in
 // `dir` and must leave the whole file there. Creates `dir` when missing.
+// `before_publish`, when set, runs after the temporary file is durable and
+// before it is renamed into place (the trainer prunes old checkpoints there,
+// so the directory never holds more than its keep count of them).
 Status WriteFileDurably(const std::string& dir, const std::string& name,
-                        const std::function<void(const std::string& tmp_path)>& write);
+                        const std::function<void(const std::string& tmp_path)>& write,
+                        const std::function<void()>& before_publish = nullptr);
 
 // Removes all but the newest `keep` epoch-<N>.pt files under `dir` (keep
-// >= 1); other files are left alone. Best effort: a file that cannot be
+// >= 0); other files are left alone. Best effort: a file that cannot be
 // removed costs disk, not correctness.
 void PruneCheckpoints(const std::string& dir, int keep);
 

@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <functional>
+#include <map>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -62,10 +65,21 @@ bool Retryable(const grpc::Status& s) {
          s.error_code() == grpc::StatusCode::ABORTED;
 }
 
+// The coordinator says this worker does not (or no longer) hold the lease:
+// stale epoch, run gone, or another holder's lease (PERMISSION_DENIED).
 bool LeaseGone(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-         s.error_code() == grpc::StatusCode::NOT_FOUND;
+         s.error_code() == grpc::StatusCode::NOT_FOUND ||
+         s.error_code() == grpc::StatusCode::PERMISSION_DENIED;
 }
+
+// What every call of one lease carries (ARCHITECTURE.md section 5).
+struct LeaseRef {
+  std::string run_id;
+  int64_t epoch = 0;
+  std::string worker_id;
+  std::string secret;
+};
 
 // Sleeps up to `d`, waking early when the process is told to stop.
 void InterruptibleSleep(milliseconds d) {
@@ -105,19 +119,26 @@ class Calls {
 };
 
 // Streams a run's metric points to the coordinator from its own thread, in
-// batches, so training never waits on the network (except Flush, once per
-// epoch). A refused batch under a stale lease marks the lease lost.
+// batches, so training never waits on the network. A refused batch under a
+// stale lease marks the lease lost. A batch is dropped only when the
+// coordinator calls it invalid (INVALID_ARGUMENT); while the coordinator is
+// unreachable or its storage fails (UNAVAILABLE) the batch is retried and
+// later points wait behind it, up to kMaxBufferedPoints (then Write blocks
+// the training thread). Any other refusal, repeated kMaxRefusals times,
+// fails the run: a run never ends SUCCEEDED with points it was told were not
+// stored (section 5: no gaps).
 //
-// Thread-safety: Write and Flush are called from the training thread; the
-// upload loop runs on its own thread; shared fields are guarded by mu_.
+// Thread-safety: Write, MarkEpoch and Flush are called from the training
+// thread; the upload loop runs on its own thread; shared fields are guarded
+// by mu_.
 class MetricUploader final : public MetricSink {
  public:
   // `step` and `progress` are read when a batch is sent, for live progress.
-  MetricUploader(v1::WorkerApi::Stub* stub, const Calls* calls, std::string run_id,
-                 int64_t lease_epoch, std::atomic<bool>* lease_lost,
-                 const std::atomic<int64_t>* step, const std::atomic<double>* progress)
-      : stub_(stub), calls_(calls), run_id_(std::move(run_id)), lease_epoch_(lease_epoch),
-        lease_lost_(lease_lost), step_(step), progress_(progress), thread_([this] { Loop(); }) {}
+  MetricUploader(v1::WorkerApi::Stub* stub, const Calls* calls, LeaseRef lease,
+                 std::atomic<bool>* lease_lost, const std::atomic<int64_t>* step,
+                 const std::atomic<double>* progress)
+      : stub_(stub), calls_(calls), lease_(std::move(lease)), lease_lost_(lease_lost), step_(step),
+        progress_(progress), thread_([this] { Loop(); }) {}
 
   ~MetricUploader() override {
     {
@@ -125,32 +146,70 @@ class MetricUploader final : public MetricSink {
       closing_ = true;
     }
     wake_.notify_all();
+    done_.notify_all();
     thread_.join();
   }
 
   void Write(const MetricPoint& point) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    // Back-pressure while the coordinator is away: bounded memory.
+    while (queue_.size() >= kMaxBufferedPoints && !*lease_lost_ && !failed_ && !g_stop) {
+      done_.wait_for(lock, milliseconds(100));
+    }
+    if (*lease_lost_ || failed_) return;  // nothing more will be stored
     queue_.push_back(point);
     ++written_;
     if (queue_.size() >= kBatchPoints) wake_.notify_one();
   }
 
+  // Records that every point of `epoch` has been written: FlushedEpoch
+  // reaches it once they are all stored. Never waits.
+  void MarkEpoch(int64_t epoch) {
+    std::lock_guard<std::mutex> lock(mu_);
+    epoch_marks_.emplace_back(epoch, written_);
+    flush_requested_ = true;
+    wake_.notify_one();
+  }
+
+  // The newest epoch whose points are all stored by the coordinator (0: none).
+  int64_t FlushedEpoch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!epoch_marks_.empty() && epoch_marks_.front().second <= acked_) {
+      flushed_epoch_ = epoch_marks_.front().first;
+      epoch_marks_.pop_front();
+    }
+    return flushed_epoch_;
+  }
+
   // Waits until every point written so far is stored by the coordinator.
-  // False when the lease was lost or the process is stopping first.
+  // False when the lease was lost, the uploads failed or the process is
+  // stopping first.
   bool Flush() {
     std::unique_lock<std::mutex> lock(mu_);
     const int64_t target = written_;
     flush_requested_ = true;
     wake_.notify_one();
     while (acked_ < target) {
-      if (*lease_lost_ || g_stop) return false;
+      if (*lease_lost_ || failed_ || g_stop) return false;
       done_.wait_for(lock, milliseconds(100));
     }
-    return true;
+    return !failed_;
+  }
+
+  // Non-empty once the coordinator kept refusing batches: why the run failed.
+  std::string Failure() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failure_;
+  }
+  bool failed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_;
   }
 
  private:
   static constexpr size_t kBatchPoints = 2000;
+  static constexpr size_t kMaxBufferedPoints = 1000000;  // ~100 MB of points
+  static constexpr int kMaxRefusals = 8;
   static constexpr milliseconds kInterval{250};
 
   void Loop() {
@@ -161,13 +220,15 @@ class MetricUploader final : public MetricSink {
         return closing_ || flush_requested_ || queue_.size() >= kBatchPoints;
       });
       flush_requested_ = false;
-      if (queue_.empty()) {
+      if (queue_.empty() || failed_) {
         if (closing_) return;
         continue;
       }
       v1::ReportMetricsRequest req;
-      req.set_run_id(run_id_);
-      req.set_lease_epoch(lease_epoch_);
+      req.set_run_id(lease_.run_id);
+      req.set_lease_epoch(lease_.epoch);
+      req.set_worker_id(lease_.worker_id);
+      req.set_lease_secret(lease_.secret);
       req.set_step(*step_);
       req.set_progress(*progress_);
       const size_t n = std::min(queue_.size(), size_t{20000});
@@ -180,66 +241,115 @@ class MetricUploader final : public MetricSink {
         out->set_time(p.time);
       }
       lock.unlock();
-      bool stored = false;
+      int refusals = 0;
+      std::string failure;
       while (!*lease_lost_) {
         grpc::ClientContext ctx;
         calls_->Prepare(&ctx, milliseconds(30000));
         v1::ReportMetricsResponse resp;
         grpc::Status s = stub_->ReportMetrics(&ctx, req, &resp);
         if (s.ok()) {
-          stored = true;
           backoff.Reset();
           break;
         }
         if (LeaseGone(s)) {
-          Log("run ", run_id_, ": metrics refused (", Describe(s), "); the lease is gone, stopping the run");
+          Log("run ", lease_.run_id, ": metrics refused (", Describe(s),
+              "); the lease is gone, stopping the run");
           *lease_lost_ = true;
           break;
         }
-        if (!Retryable(s)) {
+        if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
           // A batch the coordinator can never take: say so and move on
           // rather than block the run forever.
-          Log("run ", run_id_, ": metric batch rejected (", Describe(s), "); dropped");
+          Log("run ", lease_.run_id, ": metric batch rejected (", Describe(s), "); dropped");
+          break;
+        }
+        if (!Retryable(s) && ++refusals >= kMaxRefusals) {
+          failure = "the coordinator refused metric batches " + std::to_string(refusals) +
+                    " times (" + Describe(s) + ")";
+          Log("run ", lease_.run_id, ": ", failure, "; failing the run");
           break;
         }
         if (g_stop && closing_) break;
         backoff.Wait();
       }
       lock.lock();
-      (void)stored;
+      if (!failure.empty()) {
+        failed_ = true;
+        failure_ = failure;
+      }
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
       acked_ += static_cast<int64_t>(n);
-      done_.notify_all();
-      if (*lease_lost_) {
-        // Nothing more will be accepted under this lease.
-        acked_ += static_cast<int64_t>(queue_.size());
+      if (*lease_lost_ || failed_) {
+        // Nothing more will be accepted under this lease; Flush and
+        // FlushedEpoch see the failure through lease_lost_ / failed_.
         queue_.clear();
+        epoch_marks_.clear();
+        acked_ = -1;  // never "stored": no checkpoint is advertised past here
+        done_.notify_all();
+        if (closing_) return;
+        continue;
       }
+      done_.notify_all();
     }
   }
 
   v1::WorkerApi::Stub* stub_;
   const Calls* calls_;
-  const std::string run_id_;
-  const int64_t lease_epoch_;
+  const LeaseRef lease_;
   std::atomic<bool>* lease_lost_;
   const std::atomic<int64_t>* step_;
   const std::atomic<double>* progress_;
 
   std::mutex mu_;
   std::condition_variable wake_;  // the upload loop waits on it
-  std::condition_variable done_;  // Flush waits on it
+  std::condition_variable done_;  // Flush and a blocked Write wait on it
   std::deque<MetricPoint> queue_;  // guarded by mu_
   int64_t written_ = 0;            // guarded by mu_
-  int64_t acked_ = 0;              // guarded by mu_: stored, dropped or abandoned
+  int64_t acked_ = 0;              // guarded by mu_: stored or dropped as invalid
+  std::deque<std::pair<int64_t, int64_t>> epoch_marks_;  // guarded by mu_: (epoch, written_)
+  int64_t flushed_epoch_ = 0;      // guarded by mu_
   bool flush_requested_ = false;   // guarded by mu_
   bool closing_ = false;           // guarded by mu_
+  bool failed_ = false;            // guarded by mu_
+  std::string failure_;            // guarded by mu_
   std::thread thread_;             // last: starts after the fields above exist
 };
 
+// The checkpoints this attempt wrote, for advertising: only a file this
+// attempt made durable, and only once every metric point of its epoch is
+// stored, is ever named to the coordinator (ARCHITECTURE.md section 5), so a
+// resumed attempt never leaves a gap before it.
+//
+// Thread-safety: Wrote runs on the training thread, Reportable on the
+// heartbeat thread; guarded by mu_.
+class WrittenCheckpoints {
+ public:
+  void Wrote(int64_t epoch, std::string name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    written_[epoch] = std::move(name);
+    // The trainer keeps the last two files; older names are gone from disk.
+    while (written_.size() > 2) written_.erase(written_.begin());
+  }
+  // The name of the newest checkpoint of an epoch <= flushed_epoch, or "".
+  std::string Reportable(int64_t flushed_epoch) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = written_.rbegin(); it != written_.rend(); ++it) {
+      if (it->first <= flushed_epoch) return it->second;
+    }
+    return "";
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<int64_t, std::string> written_;  // epoch -> file name
+};
+
 // Heartbeats a lease every third of its duration from its own thread; marks
-// the lease lost when the coordinator refuses it or it cannot be renewed for
-// a whole lease period, and records a cancel request.
+// the lease lost when the coordinator refuses it, when it cannot be renewed
+// for a whole lease period for any other error, or when the coordinator has
+// been unreachable (UNAVAILABLE, deadline exceeded) for longer than the
+// coordinator grace; records a cancel request.
 class Heartbeater {
  public:
   struct Shared {
@@ -247,17 +357,14 @@ class Heartbeater {
     std::atomic<bool> cancelled{false};
     std::atomic<int64_t> step{0};
     std::atomic<double> progress{0};
-    // Epochs whose metric points are all stored: only their checkpoints are
-    // advertised, so a resumed attempt never leaves a gap before it.
-    std::atomic<int64_t> flushed_epoch{0};
   };
 
-  Heartbeater(v1::WorkerApi::Stub* stub, const Calls* calls, std::string run_id,
-              int64_t lease_epoch, int64_t lease_seconds, std::string checkpoint_dir,
-              Shared* shared)
-      : stub_(stub), calls_(calls), run_id_(std::move(run_id)), lease_epoch_(lease_epoch),
-        lease_seconds_(lease_seconds), checkpoint_dir_(std::move(checkpoint_dir)),
-        shared_(shared), thread_([this] { Loop(); }) {}
+  Heartbeater(v1::WorkerApi::Stub* stub, const Calls* calls, LeaseRef lease, int64_t lease_seconds,
+              double grace_seconds, std::function<std::string()> reportable, Shared* shared)
+      : stub_(stub), calls_(calls), lease_(std::move(lease)), lease_seconds_(lease_seconds),
+        grace_(std::chrono::milliseconds(static_cast<int64_t>(
+            std::max<double>(grace_seconds, static_cast<double>(lease_seconds)) * 1000))),
+        reportable_(std::move(reportable)), shared_(shared), thread_([this] { Loop(); }) {}
 
   ~Heartbeater() {
     {
@@ -268,42 +375,53 @@ class Heartbeater {
     thread_.join();
   }
 
-  // The newest checkpoint safe to resume from, or "".
-  std::string ReportableCheckpoint() const {
-    const std::string latest = FindLatestCheckpoint(checkpoint_dir_);
-    if (latest.empty()) return "";
-    const int64_t epoch = CheckpointEpoch(latest);
-    return epoch >= 1 && epoch <= shared_->flushed_epoch ? latest : "";
-  }
-
  private:
   void Loop() {
     const milliseconds period(std::max<int64_t>(200, lease_seconds_ * 1000 / 3));
     auto last_ok = SteadyClock::now();
+    bool unreachable_logged = false;
     std::unique_lock<std::mutex> lock(mu_);
     while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
       lock.unlock();
       v1::HeartbeatRequest req;
-      req.set_run_id(run_id_);
-      req.set_lease_epoch(lease_epoch_);
-      req.set_checkpoint(ReportableCheckpoint());
+      req.set_run_id(lease_.run_id);
+      req.set_lease_epoch(lease_.epoch);
+      req.set_worker_id(lease_.worker_id);
+      req.set_lease_secret(lease_.secret);
+      req.set_checkpoint(reportable_());
       req.set_step(shared_->step);
       req.set_progress(shared_->progress);
       grpc::ClientContext ctx;
       calls_->Prepare(&ctx, period);
       v1::HeartbeatResponse resp;
       grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+      const auto since_ok = SteadyClock::now() - last_ok;
       if (s.ok()) {
+        if (unreachable_logged) Log("run ", lease_.run_id, ": the coordinator is back; lease renewed");
+        unreachable_logged = false;
         last_ok = SteadyClock::now();
         if (resp.cancel_requested() && !shared_->cancelled) {
-          Log("run ", run_id_, ": cancelled by the coordinator");
+          Log("run ", lease_.run_id, ": cancelled by the coordinator");
           shared_->cancelled = true;
         }
       } else if (LeaseGone(s)) {
-        Log("run ", run_id_, ": lease refused (", Describe(s), "); stopping the run");
+        Log("run ", lease_.run_id, ": lease refused (", Describe(s), "); stopping the run");
         shared_->lease_lost = true;
-      } else if (SteadyClock::now() - last_ok > std::chrono::seconds(lease_seconds_)) {
-        Log("run ", run_id_, ": could not renew the lease for ", std::to_string(lease_seconds_), " s (", Describe(s), "); stopping the run");
+      } else if (Retryable(s)) {
+        if (since_ok > grace_) {
+          Log("run ", lease_.run_id, ": the coordinator was unreachable for more than ",
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(grace_).count()),
+              " s (", Describe(s), "); stopping the run");
+          shared_->lease_lost = true;
+        } else if (!unreachable_logged) {
+          Log("run ", lease_.run_id, ": cannot renew the lease (", Describe(s),
+              "); training on and retrying for up to ",
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(grace_).count()), " s");
+          unreachable_logged = true;
+        }
+      } else if (since_ok > std::chrono::seconds(lease_seconds_)) {
+        Log("run ", lease_.run_id, ": could not renew the lease for ", std::to_string(lease_seconds_),
+            " s (", Describe(s), "); stopping the run");
         shared_->lease_lost = true;
       }
       lock.lock();
@@ -313,16 +431,57 @@ class Heartbeater {
 
   v1::WorkerApi::Stub* stub_;
   const Calls* calls_;
-  const std::string run_id_;
-  const int64_t lease_epoch_;
+  const LeaseRef lease_;
   const int64_t lease_seconds_;
-  const std::string checkpoint_dir_;
+  const std::chrono::milliseconds grace_;
+  std::function<std::string()> reportable_;
   Shared* shared_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;
 };
+
+// A checkpoint name as the coordinator stores it (epoch-<N>.pt): a bare file
+// name, never a path. Anything else is ignored with a warning.
+bool IsCheckpointName(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name != "." && name != ".." &&
+         CheckpointEpoch(name) >= 0 && fs::path(name).filename().string() == name;
+}
+
+// `dir`/`name` when it resolves to a file directly inside `dir` (no link or
+// `..` leads elsewhere); "" otherwise. Never throws.
+std::string ResolveInside(const std::string& dir, const std::string& name) {
+  if (!IsCheckpointName(name)) return "";
+  std::error_code ec;
+  const fs::path base = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+  if (ec) return "";
+  const fs::path resolved = fs::weakly_canonical(base / name, ec);
+  if (ec || resolved.parent_path() != base) return "";
+  return resolved.string();
+}
+
+// Removes a finished run's checkpoint directory: its epoch-<N>.pt files and
+// leftover temporaries, then the directory itself if that leaves it empty.
+// Only names this worker writes are removed, so a directory the coordinator
+// named wrongly loses nothing else. Never throws.
+void RemoveRunDirectory(const std::string& dir) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  std::vector<fs::path> doomed;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string f = it->path().filename().string();
+    if (CheckpointEpoch(f) >= 0 || (f.rfind("epoch-", 0) == 0 && f.find(".pt.tmp-") != std::string::npos)) {
+      doomed.push_back(it->path());
+    }
+  }
+  for (const fs::path& p : doomed) {
+    std::error_code rm;
+    fs::remove(p, rm);
+  }
+  std::error_code rm;
+  fs::remove(dir, rm);  // only succeeds when empty
+}
 
 class Server {
  public:
@@ -424,6 +583,10 @@ class Server {
   }
 
  private:
+  LeaseRef RefOf(const v1::AcquireRunResponse& lease) const {
+    return LeaseRef{lease.run_id(), lease.lease_epoch(), worker_id_, lease.lease_secret()};
+  }
+
   void RunLease(const v1::AcquireRunResponse& lease) {
     const std::string& run_id = lease.run_id();
     Log("run ", run_id, ": leased (epoch ", std::to_string(lease.lease_epoch()), ", attempt ", std::to_string(lease.attempt()), ")");
@@ -440,36 +603,77 @@ class Server {
     const std::string dir = lease.checkpoint_dir().empty()
                                 ? (fs::path(options_.checkpoint_dir) / run_id).string()
                                 : lease.checkpoint_dir();
-    std::string resume = lease.resume_checkpoint();
-    if (!resume.empty() && !fs::exists(resume)) {
-      Log("run ", run_id, ": cannot reach checkpoint ", resume, "; starting from step 0");
-      resume.clear();
+    // The coordinator hands out a checkpoint *name*; it is resolved here,
+    // under this run's own directory, and must stay inside it (section 5).
+    std::vector<std::string> candidates;
+    int64_t resume_epoch = -1;
+    if (!lease.resume_checkpoint().empty()) {
+      const std::string resolved = ResolveInside(dir, lease.resume_checkpoint());
+      std::error_code ec;
+      if (resolved.empty()) {
+        Log("run ", run_id, ": warning: ignoring resume checkpoint '",
+            lease.resume_checkpoint().substr(0, 200), "' (not a checkpoint name inside ", dir,
+            "); starting from step 0");
+      } else {
+        resume_epoch = CheckpointEpoch(resolved);
+        if (fs::exists(resolved, ec)) candidates.push_back(resolved);
+        // The ones before it, newest first: an unreadable checkpoint falls
+        // back to the one before (or step 0), never fails the run.
+        for (const std::string& older : ListCheckpoints(dir)) {
+          if (CheckpointEpoch(older) < resume_epoch) candidates.push_back(older);
+        }
+        if (candidates.empty()) {
+          Log("run ", run_id, ": warning: cannot reach checkpoint ", resolved, "; starting from step 0");
+        }
+      }
     }
-    if (!resume.empty()) Log("run ", run_id, ": resuming from ", resume);
+    // Files of epochs past the resume point belong to an attempt whose
+    // points were never all stored: they are not this attempt's, remove them.
+    for (const std::string& stale : ListCheckpoints(dir)) {
+      if (CheckpointEpoch(stale) > resume_epoch) {
+        std::error_code ec;
+        fs::remove(stale, ec);
+      }
+    }
+    if (!candidates.empty()) Log("run ", run_id, ": resuming from ", candidates.front());
 
     Heartbeater::Shared shared;
+    WrittenCheckpoints written;
     RunSummary summary;
+    std::string upload_failure;
     {
-      MetricUploader uploader(stub_.get(), &calls_, run_id, lease.lease_epoch(), &shared.lease_lost,
-                              &shared.step, &shared.progress);
-      Heartbeater heartbeater(stub_.get(), &calls_, run_id, lease.lease_epoch(),
-                              std::max<int64_t>(1, lease.lease_seconds()), dir, &shared);
+      MetricUploader uploader(stub_.get(), &calls_, RefOf(lease), &shared.lease_lost, &shared.step,
+                              &shared.progress);
+      Heartbeater heartbeater(stub_.get(), &calls_, RefOf(lease),
+                              std::max<int64_t>(1, lease.lease_seconds()),
+                              options_.coordinator_grace_seconds,
+                              [&] { return written.Reportable(uploader.FlushedEpoch()); }, &shared);
       RunHooks hooks;
       hooks.sink = &uploader;
       hooks.checkpoint_dir = dir;
-      hooks.output_dir = dir;  // a GAN's sample grids stay beside its checkpoints
-      if (!resume.empty()) hooks.resume_candidates = {resume};
+      // A GAN's sample grids stay beside its checkpoints (and survive the
+      // clean-up of a finished run, which removes checkpoint files only).
+      hooks.output_dir = dir;
+      hooks.resume_candidates = candidates;
       hooks.attempt = lease.attempt();
-      hooks.should_stop = [&] { return shared.lease_lost || shared.cancelled || g_stop; };
+      hooks.should_stop = [&] {
+        return shared.lease_lost || shared.cancelled || g_stop || uploader.failed();
+      };
+      hooks.on_checkpoint = [&](int64_t epoch, const std::string& path) {
+        written.Wrote(epoch, fs::path(path).filename().string());
+      };
       hooks.on_progress = [&](const ProgressInfo& info) {
         shared.step = info.step;
         if (info.total_steps > 0) {
           shared.progress = static_cast<double>(info.step) / static_cast<double>(info.total_steps);
         }
-        if (info.epoch_end && uploader.Flush()) shared.flushed_epoch = info.epoch;
+        if (info.epoch_end) uploader.MarkEpoch(info.epoch);
       };
       summary = trainer_->Run(*config, hooks);
+      for (const std::string& w : summary.warnings) Log("run ", run_id, ": warning: ", w);
+      if (!summary.resumed_from.empty()) Log("run ", run_id, ": resumed from ", summary.resumed_from);
       if (!shared.lease_lost) uploader.Flush();
+      upload_failure = uploader.Failure();
     }
     if (shared.lease_lost) {
       Log("run ", run_id, ": lease lost; the coordinator will hand it out again");
@@ -478,29 +682,44 @@ class Server {
     v1::RunState outcome = v1::RUN_STATE_FAILED;
     if (summary.status == "succeeded") outcome = v1::RUN_STATE_SUCCEEDED;
     if (summary.status == "diverged") outcome = v1::RUN_STATE_DIVERGED;
-    if (summary.status == "stopped") {
+    if (!upload_failure.empty()) {
+      outcome = v1::RUN_STATE_FAILED;
+      summary.error = upload_failure;
+    } else if (summary.status == "stopped") {
       if (!shared.cancelled) {
         Log("run ", run_id, ": stopped by a signal; its lease will expire and it will be re-leased");
         return;
       }
       outcome = v1::RUN_STATE_CANCELLED;
     }
-    std::string checkpoint = summary.last_checkpoint;
-    Complete(lease, outcome, summary.final, summary.error, checkpoint);
+    const std::string checkpoint = written.Reportable(INT64_MAX);
+    const bool recorded = Complete(lease, outcome, summary.final, summary.error, checkpoint);
+    // A failed run may be retried and resume from its checkpoints; any other
+    // end is final, and its checkpoints go (section 5).
+    if (recorded && outcome != v1::RUN_STATE_FAILED && !options_.keep_checkpoints) {
+      RemoveRunDirectory(dir);
+    }
   }
 
-  void Complete(const v1::AcquireRunResponse& lease, v1::RunState outcome,
+  // True once the coordinator recorded the completion.
+  bool Complete(const v1::AcquireRunResponse& lease, v1::RunState outcome,
                 const std::map<std::string, double>& final, const std::string& error,
                 const std::string& checkpoint) {
     v1::CompleteRunRequest req;
     req.set_run_id(lease.run_id());
     req.set_lease_epoch(lease.lease_epoch());
+    req.set_worker_id(worker_id_);
+    req.set_lease_secret(lease.lease_secret());
     req.set_outcome(outcome);
     req.mutable_final()->insert(final.begin(), final.end());
-    req.set_error(error);
+    req.set_error(error.substr(0, 4096));
     req.set_checkpoint(checkpoint);
     Backoff backoff;
-    const auto give_up = SteadyClock::now() + std::chrono::seconds(3 * std::max<int64_t>(1, lease.lease_seconds()));
+    const auto give_up =
+        SteadyClock::now() +
+        std::chrono::milliseconds(static_cast<int64_t>(
+            1000 * std::max<double>(options_.coordinator_grace_seconds,
+                                    3.0 * static_cast<double>(std::max<int64_t>(1, lease.lease_seconds())))));
     while (true) {
       grpc::ClientContext ctx;
       calls_.Prepare(&ctx, milliseconds(10000));
@@ -509,11 +728,11 @@ class Server {
       if (s.ok()) {
         Log("run ", lease.run_id(), ": ", v1::RunState_Name(outcome),
             (error.empty() ? std::string() : " (" + error + ")"));
-        return;
+        return true;
       }
       if (!Retryable(s) || SteadyClock::now() > give_up || g_stop) {
         Log("run ", lease.run_id(), ": completion not recorded (", Describe(s), ")");
-        return;
+        return false;
       }
       backoff.Wait();
     }
@@ -565,6 +784,13 @@ void AddServeFlags(CLI::App& app, ServeOptions& options) {
   app.add_option("--max-runs", options.max_runs, "exit after this many runs (0: serve until stopped)");
   app.add_option("--idle-exit", options.idle_exit_seconds,
                  "exit after this many seconds without a run (0: never)");
+  app.add_flag("--keep-checkpoints", options.keep_checkpoints,
+               "keep a finished run's checkpoint directory (default: delete it)");
+  app.add_option("--coordinator-grace", options.coordinator_grace_seconds,
+                 "seconds to keep training (buffering metrics) while the coordinator is "
+                 "unreachable before giving a lease up")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
 }
 
 int RunServe(const ServeOptions& options) {

@@ -32,6 +32,13 @@ struct ServeOptions {
   int max_runs = 0;
   // Exit when no run has been available for this many seconds (0: never).
   double idle_exit_seconds = 0;
+  // Keep a finished run's checkpoint directory (default: delete it once the
+  // coordinator has recorded the run's end; ARCHITECTURE.md section 5).
+  bool keep_checkpoints = false;
+  // While the coordinator is unreachable (UNAVAILABLE, deadline exceeded: not
+  // a refusal), keep training and buffering metrics for this long before
+  // giving the lease up.
+  double coordinator_grace_seconds = 300;
 };
 
 // Registers serve-mode flags on the top-level app (they apply when no

@@ -386,8 +386,15 @@ void RunLoop::SaveCheckpoint(int64_t epoch) {
     archive.write("optim/" + networks_[i].name, optim);
   }
   const std::string name = CheckpointName(epoch);
-  ThrowIfError(WriteFileDurably(hooks_.checkpoint_dir, name,
-                                [&](const std::string& tmp) { archive.save_to(tmp); }));
+  // Prune to keep - 1 before the new file appears, so the directory never
+  // holds more than keep_checkpoints of them (ARCHITECTURE.md section 5).
+  ThrowIfError(WriteFileDurably(
+      hooks_.checkpoint_dir, name, [&](const std::string& tmp) { archive.save_to(tmp); },
+      [&] {
+        if (hooks_.keep_checkpoints > 0) {
+          PruneCheckpoints(hooks_.checkpoint_dir, hooks_.keep_checkpoints - 1);
+        }
+      }));
   last_checkpoint_ = (fs::path(hooks_.checkpoint_dir) / name).string();
   if (hooks_.keep_checkpoints > 0) PruneCheckpoints(hooks_.checkpoint_dir, hooks_.keep_checkpoints);
   if (hooks_.on_checkpoint) hooks_.on_checkpoint(epoch, last_checkpoint_);

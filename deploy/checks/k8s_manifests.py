@@ -179,7 +179,7 @@ def flag_value(args, flag):
 
 
 def check_madam(objects):
-    """What the deployment promises: ARCHITECTURE.md sections 3 and 9, issue 8."""
+    """What the deployment promises: ARCHITECTURE.md sections 3 and 9."""
     by_kind = {}
     for where, doc in objects:
         by_kind.setdefault(doc["kind"], []).append((where, doc))
@@ -216,14 +216,15 @@ def check_madam(objects):
     if http is None or not http.endswith(f":{ports.get('http')}"):
         error(where, f"--http {http} does not match the http port {ports.get('http')}")
 
-    # madamd serves HTTP (no credentials) beyond loopback only with
-    # --insecure, which then must not leave gRPC open too (tokens), and the
-    # HTTP port must be fenced off by a NetworkPolicy.
+    # madamd serves HTTP beyond loopback only with --auth-tokens (HTTP then
+    # needs a reader token) or --http-insecure; gRPC's --insecure has no say
+    # over HTTP. The deployment keeps both closed: tokens, no insecure flag,
+    # and the HTTP port fenced off by a NetworkPolicy as well.
+    if "--insecure" in args or "--http-insecure" in args:
+        error(where, "madamd must not run with --insecure or --http-insecure: the tokens close both")
     if http and not http.startswith(("127.", "localhost:", "[::1]:")):
-        if "--insecure" not in args:
-            error(where, f"madamd refuses --http={http} beyond loopback without --insecure")
-        if tokens is None:
-            error(where, "with --insecure, --auth-tokens is what keeps gRPC closed")
+        if tokens is None and "--http-insecure" not in args:
+            error(where, f"madamd refuses --http={http} beyond loopback without --auth-tokens")
         fenced = False
         for w, policy in by_kind.get("NetworkPolicy", []):
             selector = policy["spec"].get("podSelector", {}).get("matchLabels", {})
@@ -236,8 +237,8 @@ def check_madam(objects):
             if http_rules and all(r.get("from") for r in http_rules):
                 fenced = True
         if not fenced:
-            error(where, "HTTP beyond loopback has no credentials: a NetworkPolicy must "
-                         "restrict who reaches the http port")
+            error(where, "HTTP beyond loopback: a NetworkPolicy must also restrict who "
+                         "reaches the http port")
 
     scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(ports.get("http")),
               "prometheus.io/path": "/metrics"}

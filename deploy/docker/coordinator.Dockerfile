@@ -29,9 +29,9 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/madam --no-cre
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/madam /var/lib/madam/checkpoints /run/madam
 COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
-# gRPC; HTTP (dashboard, /metrics) has no credentials and stays on loopback
-# unless run with --http=0.0.0.0:7071 --insecure (deploy/k8s/ does, behind a
-# NetworkPolicy).
+# gRPC; HTTP (dashboard, /metrics) stays on loopback unless run with
+# --http=0.0.0.0:7071 and --auth-tokens (HTTP then needs a reader token;
+# deploy/k8s/ does, behind a NetworkPolicy).
 EXPOSE 7070
 VOLUME ["/var/lib/madam"]
 ENTRYPOINT ["/usr/local/bin/madamd"]

@@ -5,6 +5,8 @@
 #   auth-tokens   madamd's --auth-tokens file: one admin, one reader and one
 #                 worker token ("TOKEN ROLE" lines)
 #   worker-token  the worker token alone, handed to workers as MADAM_TOKEN
+#   reader-token  the reader token alone, for Prometheus's scrape of /metrics
+#                 (the credentials_file of deploy/prometheus/prometheus.yml)
 # Prints the admin token once, for madamctl (MADAM_TOKEN). Refuses to replace
 # existing tokens unless --force is given.
 #   deploy/k8s/make-tokens.sh [--force]
@@ -23,5 +25,6 @@ mkdir -p "$dir"
 printf '# TOKEN ROLE, written by make-tokens.sh\n%s admin\n%s reader\n%s worker\n' \
   "$admin" "$reader" "$worker" >"$dir/auth-tokens"
 printf '%s' "$worker" >"$dir/worker-token"
-echo "make-tokens: wrote $dir/auth-tokens and $dir/worker-token"
+printf '%s' "$reader" >"$dir/reader-token"
+echo "make-tokens: wrote $dir/auth-tokens, $dir/worker-token and $dir/reader-token"
 echo "admin token (for madamctl --token / MADAM_TOKEN): $admin"

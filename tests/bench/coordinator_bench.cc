@@ -12,7 +12,7 @@
 //   load        (--only load) W workers each send a batch every 100 ms for S
 //               seconds; checks no errors, madamd's RSS flat within 10% after
 //               warm-up and ReportMetrics p99 latency under 50 ms, and exits 1
-//               when one fails (issue 7, scenario 10).
+//               when one fails (ARCHITECTURE.md section 5).
 //   coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B]
 //                     [--runs R] [--only ingest|schedule|trials|load] [--quick]
 #include <grpcpp/grpcpp.h>
@@ -191,6 +191,8 @@ void Ingest(const Options& o, const std::string& address, const std::string& db_
       v1::ReportMetricsRequest req;
       req.set_run_id(lease.run_id());
       req.set_lease_epoch(lease.lease_epoch());
+      req.set_worker_id(id);
+      req.set_lease_secret(lease.lease_secret());
       int64_t step = 0;
       while (Since(start) < o.seconds) {
         req.clear_points();
@@ -216,6 +218,8 @@ void Ingest(const Options& o, const std::string& address, const std::string& db_
           v1::HeartbeatRequest hb;
           hb.set_run_id(lease.run_id());
           hb.set_lease_epoch(lease.lease_epoch());
+          hb.set_worker_id(id);
+          hb.set_lease_secret(lease.lease_secret());
           v1::HeartbeatResponse hresp;
           stub->Heartbeat(&hctx, hb, &hresp);
         }
@@ -277,6 +281,8 @@ void Trials(const Options& o, const std::string& address, v1::Coordinator::Stub*
         v1::ReportMetricsRequest req;
         req.set_run_id(lease.run_id());
         req.set_lease_epoch(lease.lease_epoch());
+        req.set_worker_id(id);
+        req.set_lease_secret(lease.lease_secret());
         for (int step = 0; step < 10; ++step) {
           auto* p = req.add_points();
           p->set_name("test/error");
@@ -293,6 +299,8 @@ void Trials(const Options& o, const std::string& address, v1::Coordinator::Stub*
         v1::CompleteRunRequest done;
         done.set_run_id(lease.run_id());
         done.set_lease_epoch(lease.lease_epoch());
+        done.set_worker_id(id);
+        done.set_lease_secret(lease.lease_secret());
         done.set_outcome(v1::RUN_STATE_SUCCEEDED);
         (*done.mutable_final())["test/error"] = 1.0;
         v1::CompleteRunResponse cresp;
@@ -345,6 +353,8 @@ bool Load(const Options& o, const std::string& address, pid_t madamd_pid,
         v1::ReportMetricsRequest req;
         req.set_run_id(lease.run_id());
         req.set_lease_epoch(lease.lease_epoch());
+        req.set_worker_id(id);
+        req.set_lease_secret(lease.lease_secret());
         for (int i = 0; i < o.batch; ++i, ++step) {
           auto* p = req.add_points();
           p->set_name(i % 2 ? "train/loss" : "optim/relative_update");
@@ -431,7 +441,7 @@ int main(int argc, char** argv) {
   StartWatchdog(o.seconds * 3 + 90);
   madam::testing::TempDir dir;
   const std::string db = dir.path() + "/bench.db";
-  auto madamd = madam::testing::StartMadamd(o.madamd, db, {"--lease-seconds", "300"});
+  auto madamd = madam::testing::StartMadamd(o.madamd, db, {"--lease-seconds", "300", "--max-leases-per-worker", "1024"});
   g_madamd_pid = madamd.process->pid();
   auto client = v1::Coordinator::NewStub(
       grpc::CreateChannel(madamd.address, grpc::InsecureChannelCredentials()));

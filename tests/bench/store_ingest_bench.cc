@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
             points[i].time = 1.7e9 + step;
           }
           auto t0 = Clock::now();
-          madam::Status s = store->AppendMetrics(lease.run_id, lease.lease_epoch, points);
+          madam::Status s = store->AppendMetrics(lease.run_id, lease.lease_epoch, points, lease.holder());
           if (!s.ok()) Die(s, "append metrics");
           latency_ms[t].push_back(Since(t0) * 1000);
           acked += batch;

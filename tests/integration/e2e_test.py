@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""End-to-end scenarios of issue 4: a real madamd, two real madam-worker
+"""End-to-end scenarios (ARCHITECTURE.md sections 2-5): a real madamd, two real madam-worker
 processes and madamctl on loopback.
 
     e2e_test.py SCENARIO BUILD_DIR SOURCE_DIR

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Observability integration tests (issue 6, ARCHITECTURE.md section 8).
+"""Observability integration tests (ARCHITECTURE.md section 8).
 
 Real processes on loopback: madamd, madam-worker, madamctl, and the Debian
 programs the issue names — Prometheus, promtool and headless Chromium. A
@@ -433,27 +433,27 @@ def case_http(args):
         check(status == 404, f"unknown sweep: HTTP {status}")
         status, _, _ = http_get(stack.http + "/api/v1/runs/sw-00000000-00000/metrics?after_step=x")
         check(status in (400, 404), f"bad after_step: HTTP {status}")
-        status, _, _ = raw_exchange(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+        status, _, _ = raw_exchange(port, b"POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
                                           b"Connection: close\r\n\r\n")
         check(status == 405, f"POST: HTTP {status}")
 
         # Oversized: a huge header, and a huge body; 413 (or 400) and closed.
-        big_header = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (200 * 1024) + b"\r\n\r\n"
+        big_header = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * (200 * 1024) + b"\r\n\r\n"
         status, _, closed = raw_exchange(port, big_header)
         check(status in (413, 400, 431) and closed, f"oversized header: HTTP {status}, closed={closed}")
-        big_body = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"b" * 100000
+        big_body = b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n" + b"b" * 100000
         status, _, closed = raw_exchange(port, big_body)
         check(status in (413, 400) and closed, f"oversized body: HTTP {status}, closed={closed}")
 
         # Malformed.
         for junk in [b"GARBAGE\r\n\r\n", b"GET /metrics HTTP/9.9\r\n\r\n", b"GET  HTTP/1.1\r\n\r\n",
-                     b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"]:
+                     b"GET /%zz HTTP/1.1\r\nHost: localhost\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"]:
             status, got, closed = raw_exchange(port, junk)
             check(status == 400 and closed, f"malformed {junk!r}: HTTP {status}, closed={closed}, got {got[:80]!r}")
 
         # Keep-alive: two requests on one connection.
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET /api/v1/sweeps HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/workers HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /api/v1/sweeps HTTP/1.1\r\nHost: localhost\r\n\r\nGET /api/v1/workers HTTP/1.1\r\nHost: localhost\r\n\r\n")
         got = b""
         deadline = time.monotonic() + 5
         while got.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
@@ -465,7 +465,7 @@ def case_http(args):
         # and one trickling a byte at a time. Others must stay fast meanwhile.
         for _ in range(50):
             c = socket.create_connection(("127.0.0.1", port), timeout=5)
-            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
             slow.append(c)
         trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
         slow.append(trickle)
@@ -473,7 +473,7 @@ def case_http(args):
 
         def trickle_bytes():
             try:
-                for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: " + b"z" * 1000:
+                for b in b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-A: " + b"z" * 1000:
                     if stop.is_set():
                         return
                     trickle.send(bytes([b]))
@@ -516,10 +516,20 @@ def case_http(args):
 def case_deploy(args):
     """deploy/prometheus/prometheus.yml passes promtool; the Grafana dashboard is importable JSON."""
     promtool = require_program("promtool")
-    config = os.path.join(args.source_dir, "deploy", "prometheus", "prometheus.yml")
-    r = subprocess.run([promtool, "check", "config", config], capture_output=True, text=True, timeout=30)
-    check(r.returncode == 0, f"promtool check config {config}:\n{r.stdout}{r.stderr}")
-    with open(config) as f:
+    source = os.path.join(args.source_dir, "deploy", "prometheus", "prometheus.yml")
+    # promtool checks that the reader token file it names exists: check a
+    # copy with a (throw-away) token beside it, as a deployment mounts it.
+    checked = tempfile.mkdtemp(prefix="madam-promtool-")
+    config = os.path.join(checked, "prometheus.yml")
+    shutil.copyfile(source, config)
+    with open(os.path.join(checked, "reader-token"), "w") as f:
+        f.write(os.urandom(16).hex())
+    try:
+        r = subprocess.run([promtool, "check", "config", config], capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(checked, ignore_errors=True)
+    check(r.returncode == 0, f"promtool check config {source}:\n{r.stdout}{r.stderr}")
+    with open(source) as f:
         check("metrics_path: /metrics" in f.read(), "prometheus.yml does not scrape /metrics")
 
     path = os.path.join(args.source_dir, "deploy", "grafana", "madam-dashboard.json")

@@ -1,7 +1,7 @@
 // Reports end to end: a real madamd on loopback, a sweep whose runs are
 // completed with fabricated final metrics through the WorkerApi, then
 // `madamctl report ...` (a real process) and GetReport's status codes
-// (ARCHITECTURE.md sections 3 and 7, issue 5 "Bad input").
+// (ARCHITECTURE.md sections 3 and 7: bad input).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -83,6 +83,8 @@ class ReportCliTest : public ::testing::Test {
       v1::CompleteRunRequest done;
       done.set_run_id(lease.run_id());
       done.set_lease_epoch(lease.lease_epoch());
+      done.set_worker_id(reg_resp.worker_id());
+      done.set_lease_secret(lease.lease_secret());
       done.set_outcome(v1::RUN_STATE_SUCCEEDED);
       (*done.mutable_final())["test/error"] =
           FakeError(lease.params().at("optimizer").text(), lease.params().at("lr").number());

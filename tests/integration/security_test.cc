@@ -1,4 +1,4 @@
-// Issue 7 items 6-8 against real madamd processes on loopback: auth tokens and
+// ARCHITECTURE.md section 9 against real madamd processes on loopback: auth tokens and
 // roles, TLS and mutual TLS with certificates made here by `openssl`, and
 // limits (message size, 1,000 idle connections). ARCHITECTURE.md section 9.
 #include <google/protobuf/descriptor.h>

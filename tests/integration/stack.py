@@ -198,6 +198,8 @@ class Stack:
         per_epoch = tests[0]
         check(tests == [per_epoch * e for e in range(1, epochs + 1)],
               f"run {run['id']}: test/error steps {tests[:5]}... are not epoch ends")
+        # Losses and optim/* every 10th step and at each epoch's end; the
+        # per-layer telemetry (layer/*) keeps steps of its own.
         expected_train = sorted(s for s in range(1, per_epoch * epochs + 1)
                                 if s % 10 == 0 or s % per_epoch == 0)
         for name in ("train/loss", "optim/relative_update", "optim/at_bound_fraction",

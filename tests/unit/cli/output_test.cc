@@ -89,6 +89,20 @@ TEST(TableTest, AlignsColumnsToTheWidestCell) {
             "r       succeeded\n");
 }
 
+// Section 9: a worker-sent string cannot drive the terminal.
+TEST(TableTest, EscapesControlBytes) {
+  Table table({"NAME", "ERROR"});
+  table.AddRow({"w\x1b[2J", "a\rb\x7f"});
+  std::ostringstream out;
+  table.Print(out);
+  EXPECT_EQ(out.str(),
+            "NAME      ERROR\n"
+            "w\\x1b[2J  a\\x0db\\x7f\n");
+  std::ostringstream kv;
+  PrintKeyValues(kv, {{"error", "line1\nline2\x1b]0;x\x07"}});
+  EXPECT_EQ(kv.str(), "error: line1\nline2\\x1b]0;x\\x07\n");
+}
+
 TEST(KeyValuesTest, AlignsValues) {
   std::ostringstream out;
   PrintKeyValues(out, {{"id", "sw-1"}, {"state", "running"}});

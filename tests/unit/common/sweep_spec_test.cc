@@ -1,6 +1,6 @@
 // Tests for the sweep-file parser, validator and grid expander
 // (common/sweep_spec.h): the committed sweeps, the grid semantics, every
-// validation rule and the hostile inputs of issue 7 item 9.
+// validation rule and the hostile inputs of ARCHITECTURE.md section 9.
 #include "common/sweep_spec.h"
 
 #include <gtest/gtest.h>

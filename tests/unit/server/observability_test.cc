@@ -95,10 +95,11 @@ TEST_F(ObservabilityTest, CountsLeasesPointsRetriesAndExpiries) {
   auto lease = store_->AcquireRun(worker->id, "cpu", 30);
   ASSERT_TRUE(lease.ok() && lease->has_value());
   ASSERT_TRUE(store_->AppendMetrics((*lease)->run_id, (*lease)->lease_epoch,
-                                    {{"train/loss", 10, 0.5, 1.0}, {"train/loss", 20, 0.4, 2.0}})
+                                    {{"train/loss", 10, 0.5, 1.0}, {"train/loss", 20, 0.4, 2.0}}, (*lease)->holder())
                   .ok());
   // A failed attempt goes back to pending: a retry.
-  CompleteRequest fail{(*lease)->run_id, (*lease)->lease_epoch, RunOutcome::kFailed, {}, "boom", ""};
+  CompleteRequest fail{(*lease)->run_id, (*lease)->lease_epoch, RunOutcome::kFailed, {}, "boom", "",
+                       (*lease)->holder()};
   ASSERT_TRUE(store_->CompleteRun(fail).ok());
   // A lease that runs out: an expiry and another retry.
   auto second = store_->AcquireRun(worker->id, "cpu", 30);
@@ -197,7 +198,7 @@ class HttpServerTest : public ObservabilityTest {
     ObservabilityTest::TearDown();
   }
   std::string Get(const std::string& target) {
-    return Exchange(server_->port(), "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    return Exchange(server_->port(), "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
   }
 
   std::unique_ptr<DashboardRoutes> routes_;
@@ -229,7 +230,7 @@ TEST_F(HttpServerTest, ServesTheDashboardMetricsAndApi) {
   auto lease = store_->AcquireRun(worker->id, "cpu", 30);
   ASSERT_TRUE(lease.ok() && lease->has_value());
   ASSERT_TRUE(store_->AppendMetrics((*lease)->run_id, (*lease)->lease_epoch,
-                                    {{"train/loss", 10, 0.5, 1}, {"train/loss", 20, 0.4, 2}, {"lr", 10, 0.01, 1}})
+                                    {{"train/loss", 10, 0.5, 1}, {"train/loss", 20, 0.4, 2}, {"lr", 10, 0.01, 1}}, (*lease)->holder())
                   .ok());
   auto all = nlohmann::json::parse(Body(Get("/api/v1/runs/" + (*lease)->run_id + "/metrics?name=train%2Floss")));
   EXPECT_EQ(all["points"].size(), 2u);
@@ -277,12 +278,14 @@ TEST_F(HttpServerTest, PromotedSweepLinksItsParentAndLegendsReadShortNumbers) {
   CompleteRequest done;
   done.run_id = (*first)->run_id;
   done.lease_epoch = (*first)->lease_epoch;
+  done.holder = (*first)->holder();
   ASSERT_TRUE(store_->CompleteRun(done).ok());
   auto lease = store_->AcquireRun(worker->id, "cpu", 30);
   ASSERT_TRUE(lease.ok() && lease->has_value());
   ASSERT_EQ((*lease)->sweep_id, made->id);
   ASSERT_TRUE(store_->AppendMetrics((*lease)->run_id, (*lease)->lease_epoch,
-                                    {{"test/error", 469, 20.5, 1}, {"test/error", 938, 15.25, 2}})
+                                    {{"test/error", 469, 20.5, 1}, {"test/error", 938, 15.25, 2}},
+                                    (*lease)->holder())
                   .ok());
   auto runs = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + made->id + "/runs")));
   EXPECT_EQ(runs["runs"][0]["params_text"]["lr"], "10^-2.5");
@@ -307,21 +310,91 @@ TEST_F(HttpServerTest, RefusesBadRequests) {
   EXPECT_EQ(Get("/api/v1/runs/x/metrics?after_step=abc").rfind("HTTP/1.1 400", 0), 0u);
   EXPECT_EQ(Get("/api/v1/sweeps/x/curves.svg?runs=some").rfind("HTTP/1.1 400", 0), 0u);
   EXPECT_EQ(Get("/%zz").rfind("HTTP/1.1 400", 0), 0u);
-  const std::string post = Exchange(server_->port(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  const std::string post = Exchange(server_->port(), "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(post.rfind("HTTP/1.1 405", 0), 0u) << post;
   EXPECT_NE(post.find("Allow: GET, HEAD"), std::string::npos);
-  const std::string big = Exchange(server_->port(), "GET / HTTP/1.1\r\nHost: x\r\nX: " + std::string(70000, 'a') + "\r\n\r\n");
+  const std::string big = Exchange(server_->port(), "GET / HTTP/1.1\r\nHost: localhost\r\nX: " + std::string(70000, 'a') + "\r\n\r\n");
   EXPECT_EQ(big.rfind("HTTP/1.1 413", 0), 0u) << big.substr(0, 100);
   EXPECT_EQ(Exchange(server_->port(), "NONSENSE\r\n\r\n").rfind("HTTP/1.1 400", 0), 0u);
   // HEAD: headers only.
-  const std::string head = Exchange(server_->port(), "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string head = Exchange(server_->port(), "HEAD /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u);
   EXPECT_EQ(Body(head), "");
 }
 
+// Section 9: the Host check (DNS rebinding) and, with a token check set,
+// a bearer token on every route; every answer says nosniff and has a CSP.
+TEST_F(HttpServerTest, ChecksHostAndTokenAndSetsSecurityHeaders) {
+  EXPECT_TRUE(HostAllowed("localhost", "127.0.0.1", {}));
+  EXPECT_TRUE(HostAllowed("127.0.0.1:7071", "127.0.0.1", {}));
+  EXPECT_TRUE(HostAllowed("[::1]:7071", "127.0.0.1", {}));
+  EXPECT_TRUE(HostAllowed("10.0.0.5:7071", "10.0.0.5", {}));
+  EXPECT_FALSE(HostAllowed("evil.example", "127.0.0.1", {}));
+  EXPECT_FALSE(HostAllowed("evil.example:7071", "0.0.0.0", {}));
+  EXPECT_FALSE(HostAllowed("", "127.0.0.1", {}));
+  EXPECT_TRUE(HostAllowed("madam.lab:7071", "0.0.0.0", {"madam.lab"}));
+  EXPECT_TRUE(HostAllowed("anything", "0.0.0.0", {"*"}));
+
+  const std::string ok = Get("/metrics");
+  EXPECT_NE(ok.find("X-Content-Type-Options: nosniff"), std::string::npos) << ok.substr(0, 400);
+  EXPECT_NE(ok.find("Content-Security-Policy: default-src 'none'"), std::string::npos);
+  const std::string foreign = Exchange(
+      server_->port(), "GET /metrics HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(foreign.rfind("HTTP/1.1 403", 0), 0u) << foreign.substr(0, 200);
+
+  HttpServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.authorize = [](std::string_view token) { return token == "reader-token"; };
+  auto guarded = HttpServer::Start(options, [this](const HttpRequest& r) { return routes_->Handle(r); });
+  ASSERT_TRUE(guarded.ok()) << guarded.status().ToString();
+  auto get = [&](const std::string& path, const std::string& auth) {
+    return Exchange((*guarded)->port(), "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + auth +
+                                            "Connection: close\r\n\r\n");
+  };
+  for (const char* path : {"/", "/metrics", "/api/v1/sweeps", "/readyz"}) {
+    const std::string none = get(path, "");
+    EXPECT_EQ(none.rfind("HTTP/1.1 401", 0), 0u) << path << ": " << none.substr(0, 200);
+    EXPECT_NE(none.find("WWW-Authenticate: Bearer"), std::string::npos);
+    EXPECT_EQ(get(path, "Authorization: Bearer wrong\r\n").rfind("HTTP/1.1 401", 0), 0u) << path;
+    EXPECT_EQ(get(path, "Authorization: Basic cmVhZGVyLXRva2Vu\r\n").rfind("HTTP/1.1 401", 0), 0u) << path;
+    EXPECT_EQ(get(path, "Authorization: Bearer reader-token\r\n").rfind("HTTP/1.1 200", 0), 0u) << path;
+  }
+}
+
+// Section 9: answers are bounded; a limit over its cap is 400 naming it.
+TEST_F(HttpServerTest, PagesListsAndSeriesUnderCaps) {
+  auto sweep = store_->CreateSweep(MakeSweep(3));
+  ASSERT_TRUE(sweep.ok());
+  auto page = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + sweep->id + "/runs?limit=2&offset=1")));
+  ASSERT_EQ(page["runs"].size(), 2u);
+  EXPECT_EQ(page["truncated"], false);
+  auto cut = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + sweep->id + "/runs?limit=1")));
+  ASSERT_EQ(cut["runs"].size(), 1u);
+  EXPECT_EQ(cut["truncated"], true);
+  const std::string over = Get("/api/v1/sweeps?limit=10001");
+  EXPECT_EQ(over.rfind("HTTP/1.1 400", 0), 0u);
+  EXPECT_NE(Body(over).find("limit 10001 is over the cap of 10000"), std::string::npos) << Body(over);
+  EXPECT_EQ(Get("/api/v1/workers?limit=-1").rfind("HTTP/1.1 400", 0), 0u);
+  auto worker = store_->RegisterWorker("w", "cpu");
+  auto lease = store_->AcquireRun(worker->id, "cpu", 30);
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  std::vector<MetricPoint> points;
+  for (int i = 0; i < 10; ++i) points.push_back({"train/loss", i, 1.0 / (i + 1), 1});
+  ASSERT_TRUE(store_->AppendMetrics((*lease)->run_id, (*lease)->lease_epoch, points, (*lease)->holder()).ok());
+  auto series = nlohmann::json::parse(
+      Body(Get("/api/v1/runs/" + (*lease)->run_id + "/metrics?name=train%2Floss&after_step=3&limit=4")));
+  ASSERT_EQ(series["points"].size(), 4u);
+  EXPECT_EQ(series["points"][0]["step"], 4);
+  EXPECT_EQ(series["truncated"], true);
+  const std::string big = Get("/api/v1/runs/" + (*lease)->run_id + "/metrics?limit=200001");
+  EXPECT_EQ(big.rfind("HTTP/1.1 400", 0), 0u);
+  EXPECT_NE(Body(big).find("200000"), std::string::npos);
+  EXPECT_EQ(Get("/readyz").rfind("HTTP/1.1 200", 0), 0u);
+}
+
 TEST_F(HttpServerTest, ClosesAStalledRequestAtTheReadTimeout) {
   const auto started = std::chrono::steady_clock::now();
-  const std::string got = Exchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n", std::chrono::seconds(5));
+  const std::string got = Exchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n", std::chrono::seconds(5));
   const auto took = std::chrono::steady_clock::now() - started;
   EXPECT_EQ(got, "");
   EXPECT_LT(took, std::chrono::seconds(3)) << "read_timeout is 500 ms";

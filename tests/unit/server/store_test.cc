@@ -67,6 +67,9 @@ class StoreTest : public ::testing::Test {
     StoreOptions options;
     options.path = path_;
     options.clock = &clock_;
+    // Most tests lease several runs to one worker; the default limit (one
+    // per device) has its own test.
+    options.max_leases_per_worker = 64;
     auto store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
@@ -84,11 +87,18 @@ class StoreTest : public ::testing::Test {
     return sweep.ok() ? *sweep : SweepRow{};
   }
 
+  // A grant whose holder started work: its first heartbeat charges the
+  // attempt (ARCHITECTURE.md section 5). Tests of uncharged grants call
+  // store_->AcquireRun directly.
   Lease Acquire(const std::string& worker, const std::string& device = "cpu") {
     auto lease = store_->AcquireRun(worker, device, kLease);
     EXPECT_TRUE(lease.ok()) << lease.status().ToString();
     EXPECT_TRUE(lease.ok() && lease->has_value()) << "no run granted";
-    return lease.ok() && lease->has_value() ? **lease : Lease{};
+    if (!(lease.ok() && lease->has_value())) return Lease{};
+    const Lease& l = **lease;
+    auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease, l.holder());
+    EXPECT_TRUE(hb.ok()) << hb.status().ToString();
+    return l;
   }
 
   bool NothingToAcquire(const std::string& worker, const std::string& device = "cpu") {
@@ -103,6 +113,7 @@ class StoreTest : public ::testing::Test {
     req.lease_epoch = l.lease_epoch;
     req.outcome = outcome;
     req.error = error;
+    req.holder = l.holder();
     if (outcome == RunOutcome::kSucceeded) req.final["test/error"] = 12.5;
     return store_->CompleteRun(req);
   }
@@ -188,15 +199,18 @@ TEST_F(StoreTest, DatabaseFromNewerBuildIsRefused) {
   EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(store.status().message().find("99"), std::string::npos) << store.status().message();
   EXPECT_NE(store.status().message().find(path_), std::string::npos) << store.status().message();
-  ExecRaw(path_, "PRAGMA user_version = 1");
+  ExecRaw(path_, ("PRAGMA user_version = " + std::to_string(Store::LatestSchemaVersion())).c_str());
   Reopen();
 }
 
 TEST_F(StoreTest, VersionOneDatabaseGainsSweepLineageAndKeepsItsSweeps) {
   SweepRow old = Create(MakeSweep(2, "before-promote"));
   store_.reset();
-  // What a build before promoted sweeps left: schema 1, no lineage table.
-  ExecRaw(path_, "DROP TABLE sweep_lineage; PRAGMA user_version = 1;");
+  // What a build before promoted sweeps and bound leases left: schema 1,
+  // no lineage table, no lease-secret columns.
+  ExecRaw(path_,
+          "DROP TABLE sweep_lineage; ALTER TABLE runs DROP COLUMN lease_secret_hash;"
+          " ALTER TABLE runs DROP COLUMN lease_charged; PRAGMA user_version = 1;");
   Reopen();
   EXPECT_EQ(UserVersion(path_), Store::LatestSchemaVersion());
   auto again = store_->GetSweep(old.id);
@@ -376,8 +390,8 @@ TEST_F(StoreTest, UnknownIdsAreNotFound) {
   EXPECT_EQ(store_->GetRun("r-nope").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->CancelSweep("sw-nope").code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->RerunSweep("sw-nope", {RunState::kFailed}).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(store_->Heartbeat("r-nope", 1, kLease).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(store_->AppendMetrics("r-nope", 1, {{"loss", 0, 1.0, 0}}).code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->Heartbeat("r-nope", 1, kLease, {}).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->AppendMetrics("r-nope", 1, {{"loss", 0, 1.0, 0}}, {}).code(), StatusCode::kNotFound);
   CompleteRequest req;
   req.run_id = "r-nope";
   EXPECT_EQ(store_->CompleteRun(req).code(), StatusCode::kNotFound);
@@ -433,6 +447,12 @@ TEST_F(StoreTest, RetriedAcquireWithSameRequestIdGetsTheSameLease) {
   ASSERT_TRUE(next.ok() && next->has_value());
   EXPECT_NE((*next)->run_id, (*first)->run_id);
   EXPECT_EQ(store_->GetSweep(sweep.id)->counts.running, 2);
+  // The retry re-keys the lease: only the hash of the first secret was kept.
+  EXPECT_NE((*retry)->lease_secret, (*first)->lease_secret);
+  EXPECT_EQ(store_->Heartbeat((*first)->run_id, (*first)->lease_epoch, kLease, (*first)->holder())
+                .status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(Run((*first)->run_id).attempts, 0);  // no work seen yet
+  ASSERT_TRUE(store_->Heartbeat((*retry)->run_id, (*retry)->lease_epoch, kLease, (*retry)->holder()).ok());
   EXPECT_EQ(Run((*first)->run_id).attempts, 1);
 }
 
@@ -525,7 +545,7 @@ TEST_F(StoreTest, HeartbeatExtendsTheLease) {
   Create(MakeSweep(1));
   Lease l = Acquire(w);
   clock_.AdvanceSeconds(20);
-  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease);
+  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease, l.holder());
   ASSERT_TRUE(hb.ok()) << hb.status().ToString();
   EXPECT_FALSE(hb->cancel_requested);
   EXPECT_EQ(hb->lease_expires_at_ms, clock_.NowMillis() + kLease * 1000);
@@ -549,22 +569,139 @@ TEST_F(StoreTest, StaleEpochIsRefusedForEveryWorkerCall) {
   EXPECT_GT(new_lease.lease_epoch, old_lease.lease_epoch);
   EXPECT_EQ(new_lease.attempt, 2);
 
-  auto hb = store_->Heartbeat(old_lease.run_id, old_lease.lease_epoch, kLease);
+  auto hb = store_->Heartbeat(old_lease.run_id, old_lease.lease_epoch, kLease, old_lease.holder());
   EXPECT_EQ(hb.status().code(), StatusCode::kFailedPrecondition);
+  // The refusal never names the current epoch (section 5).
   const std::string expected = "stale lease epoch " + std::to_string(old_lease.lease_epoch) + " for run '" +
-                               old_lease.run_id + "' (current " + std::to_string(new_lease.lease_epoch) + ")";
+                               old_lease.run_id + "': the run was leased again since";
   EXPECT_EQ(hb.status().message(), expected);
-  Status append = store_->AppendMetrics(old_lease.run_id, old_lease.lease_epoch, {{"train/loss", 5, 1.0, 0}});
+  Status append = store_->AppendMetrics(old_lease.run_id, old_lease.lease_epoch, {{"train/loss", 5, 1.0, 0}}, old_lease.holder());
   EXPECT_EQ(append.code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(append.message(), expected);
   Status complete = Complete(old_lease, RunOutcome::kSucceeded);
   EXPECT_EQ(complete.code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_->SetCheckpoint(old_lease.run_id, old_lease.lease_epoch, "/x").code(),
+  EXPECT_EQ(store_->SetCheckpoint(old_lease.run_id, old_lease.lease_epoch, "epoch-1.pt", old_lease.holder()).code(),
             StatusCode::kFailedPrecondition);
   // None of the stale worker's points were written; the new holder is fine.
   EXPECT_TRUE(store_->GetMetrics(old_lease.run_id)->empty());
-  EXPECT_TRUE(store_->Heartbeat(new_lease.run_id, new_lease.lease_epoch, kLease).ok());
+  EXPECT_TRUE(store_->Heartbeat(new_lease.run_id, new_lease.lease_epoch, kLease, new_lease.holder()).ok());
   EXPECT_TRUE(Complete(new_lease, RunOutcome::kSucceeded).ok());
+}
+
+// Section 5: a lease is bound to its holder. Another worker presenting the
+// right epoch, or the holder with a wrong secret, is PERMISSION_DENIED, and
+// the refusal names neither the epoch nor the secret.
+TEST_F(StoreTest, LeaseIsBoundToItsWorkerAndSecret) {
+  std::string w1 = Worker("w1");
+  std::string w2 = Worker("w2");
+  Create(MakeSweep(1));
+  Lease l = Acquire(w1);
+  ASSERT_EQ(l.lease_secret.size(), 32u);
+  ASSERT_EQ(l.worker_id, w1);
+  const std::vector<LeaseHolder> impostors = {
+      {w2, l.lease_secret}, {w1, "00000000000000000000000000000000"}, {w1, ""}, {"", ""}};
+  for (const LeaseHolder& h : impostors) {
+    auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease, h);
+    EXPECT_EQ(hb.status().code(), StatusCode::kPermissionDenied) << hb.status().ToString();
+    const std::string msg = hb.status().message();
+    EXPECT_EQ(msg.find("epoch"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find(l.lease_secret), std::string::npos) << msg;
+    EXPECT_EQ(store_->AppendMetrics(l.run_id, l.lease_epoch, {{"train/loss", 1, 1.0, 0}}, h).code(),
+              StatusCode::kPermissionDenied);
+    EXPECT_EQ(store_->SetCheckpoint(l.run_id, l.lease_epoch, "epoch-1.pt", h).code(),
+              StatusCode::kPermissionDenied);
+    CompleteRequest req;
+    req.run_id = l.run_id;
+    req.lease_epoch = l.lease_epoch;
+    req.outcome = RunOutcome::kSucceeded;
+    req.holder = h;
+    Status c = store_->CompleteRun(req);
+    EXPECT_EQ(c.code(), StatusCode::kPermissionDenied) << c.ToString();
+    EXPECT_EQ(c.message().find("epoch"), std::string::npos) << c.message();
+  }
+  EXPECT_TRUE(store_->GetMetrics(l.run_id)->empty());
+  EXPECT_EQ(Run(l.run_id).state, RunState::kRunning);
+  // The holder still holds it, and a duplicate completion needs the secret.
+  ASSERT_TRUE(Complete(l, RunOutcome::kSucceeded).ok());
+  CompleteRequest dup;
+  dup.run_id = l.run_id;
+  dup.lease_epoch = l.lease_epoch;
+  dup.outcome = RunOutcome::kSucceeded;
+  dup.holder = {w2, l.lease_secret};
+  EXPECT_EQ(store_->CompleteRun(dup).code(), StatusCode::kPermissionDenied);
+  EXPECT_TRUE(Complete(l, RunOutcome::kSucceeded).ok());
+}
+
+TEST_F(StoreTest, ByDefaultAWorkerHoldsOneLeasePerDevice) {
+  store_.reset();
+  StoreOptions options;
+  options.path = path_;
+  options.clock = &clock_;
+  auto opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(opened).value();
+  std::string hoarder = Worker("hoarder");
+  std::string two = Worker("two", "cuda:0,cuda:1");
+  std::string other = Worker("other");
+  Create(MakeSweep(6));
+  Lease first = Acquire(hoarder);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(NothingToAcquire(hoarder)) << "grant " << i + 2;
+  Acquire(two, "cuda:0");
+  Acquire(two, "cuda:1");
+  EXPECT_TRUE(NothingToAcquire(two, "cuda:0"));
+  Acquire(other);
+  // Once it finishes its run, the hoarder may take the next.
+  ASSERT_TRUE(Complete(first, RunOutcome::kSucceeded).ok());
+  Acquire(hoarder);
+  EXPECT_TRUE(NothingToAcquire(hoarder));
+}
+
+// Section 5: an attempt is charged at the lease's first heartbeat, metric
+// batch or completion; a lease granted and abandoned burns none.
+TEST_F(StoreTest, AbandonedLeaseDoesNotBurnAnAttempt) {
+  std::string w = Worker();
+  NewSweep s = MakeSweep(1);
+  s.max_attempts = 1;
+  Create(s);
+  for (int i = 0; i < 3; ++i) {
+    auto lease = store_->AcquireRun(w, "cpu", kLease);
+    ASSERT_TRUE(lease.ok() && lease->has_value());
+    EXPECT_EQ((*lease)->attempt, 1);
+    clock_.AdvanceSeconds(kLease + 1);
+    ASSERT_EQ(*store_->ExpireLeases(), 1);
+    RunRow r = Run((*lease)->run_id);
+    EXPECT_EQ(r.state, RunState::kPending) << "abandoned grant " << i + 1;
+    EXPECT_EQ(r.attempts, 0);
+  }
+  auto lease = store_->AcquireRun(w, "cpu", kLease);
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  const Lease l = **lease;
+  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, {{"train/loss", 1, 1.0, 0}}, l.holder()).ok());
+  EXPECT_EQ(Run(l.run_id).attempts, 1);
+  clock_.AdvanceSeconds(kLease + 1);
+  ASSERT_EQ(*store_->ExpireLeases(), 1);
+  EXPECT_EQ(Run(l.run_id).state, RunState::kFailed);  // its one attempt is spent
+}
+
+TEST_F(StoreTest, CheckpointMustBeABareName) {
+  std::string w = Worker();
+  Create(MakeSweep(1));
+  Lease l = Acquire(w);
+  for (const std::string bad : {"/tmp/epoch-1.pt", "../epoch-1.pt", "a/epoch-1.pt", "epoch-x.pt",
+                                "epoch-1.pt/..", "epoch-.pt", "", "model.pt"}) {
+    Status st = store_->SetCheckpoint(l.run_id, l.lease_epoch, bad, l.holder());
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("checkpoint"), std::string::npos) << st.message();
+  }
+  EXPECT_TRUE(store_->SetCheckpoint(l.run_id, l.lease_epoch, "epoch-12.pt", l.holder()).ok());
+  EXPECT_EQ(Run(l.run_id).resume_checkpoint, "epoch-12.pt");
+  CompleteRequest req;
+  req.run_id = l.run_id;
+  req.lease_epoch = l.lease_epoch;
+  req.outcome = RunOutcome::kSucceeded;
+  req.holder = l.holder();
+  req.checkpoint = "/etc/passwd";
+  EXPECT_EQ(store_->CompleteRun(req).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(StoreTest, CallsOnAPendingRunAreRefusedEvenWithItsLastEpoch) {
@@ -574,7 +711,7 @@ TEST_F(StoreTest, CallsOnAPendingRunAreRefusedEvenWithItsLastEpoch) {
   Lease l = Acquire(w);
   clock_.AdvanceSeconds(kLease + 1);
   ASSERT_EQ(*store_->ExpireLeases(), 1);
-  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease);
+  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease, l.holder());
   EXPECT_EQ(hb.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(hb.status().message().find("no longer held (run is pending)"), std::string::npos)
       << hb.status().message();
@@ -655,6 +792,7 @@ TEST_F(StoreTest, DivergedIsAResultWithNonFiniteFinalsKept) {
   req.run_id = l.run_id;
   req.lease_epoch = l.lease_epoch;
   req.outcome = RunOutcome::kDiverged;
+  req.holder = l.holder();
   req.final["train/loss"] = std::nan("");
   req.final["test/loss"] = HUGE_VAL;
   req.final["test/error"] = 90.0;
@@ -677,7 +815,7 @@ TEST_F(StoreTest, CancelStopsGrantsAndTellsRunningWorkers) {
   EXPECT_EQ(s->counts.cancelled, 2);
   EXPECT_EQ(s->counts.running, 1);
   EXPECT_TRUE(NothingToAcquire(w));
-  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease);
+  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease, l.holder());
   ASSERT_TRUE(hb.ok());
   EXPECT_TRUE(hb->cancel_requested);
   ASSERT_TRUE(Complete(l, RunOutcome::kCancelled).ok());
@@ -708,7 +846,7 @@ TEST_F(StoreTest, RerunResetsChosenRunsAndDeletesTheirMetrics) {
   Lease a = Acquire(w);
   Lease b = Acquire(w);
   Lease c = Acquire(w);
-  ASSERT_TRUE(store_->AppendMetrics(a.run_id, a.lease_epoch, {{"train/loss", 0, 2.0, 1.0}}).ok());
+  ASSERT_TRUE(store_->AppendMetrics(a.run_id, a.lease_epoch, {{"train/loss", 0, 2.0, 1.0}}, a.holder()).ok());
   ASSERT_TRUE(Complete(a, RunOutcome::kFailed, "crash").ok());
   ASSERT_TRUE(Complete(b, RunOutcome::kDiverged).ok());
   ASSERT_TRUE(Complete(c, RunOutcome::kSucceeded).ok());
@@ -752,15 +890,15 @@ TEST_F(StoreTest, ResumedAttemptRewritesItsStepsWithoutDuplicates) {
   Lease l1 = Acquire(w);
   std::vector<MetricPoint> first;
   for (int step = 0; step < 10; ++step) first.push_back({"train/loss", step, 1.0, 100.0 + step});
-  ASSERT_TRUE(store_->AppendMetrics(l1.run_id, l1.lease_epoch, first).ok());
-  ASSERT_TRUE(store_->SetCheckpoint(l1.run_id, l1.lease_epoch, "/ckpt/epoch-0.pt").ok());
+  ASSERT_TRUE(store_->AppendMetrics(l1.run_id, l1.lease_epoch, first, l1.holder()).ok());
+  ASSERT_TRUE(store_->SetCheckpoint(l1.run_id, l1.lease_epoch, "epoch-0.pt", l1.holder()).ok());
   clock_.AdvanceSeconds(kLease + 1);
   Lease l2 = Acquire(w);
-  EXPECT_EQ(l2.resume_checkpoint, "/ckpt/epoch-0.pt");
+  EXPECT_EQ(l2.resume_checkpoint, "epoch-0.pt");
   std::vector<MetricPoint> second;
   for (int step = 5; step < 15; ++step) second.push_back({"train/loss", step, 2.0, 200.0 + step});
   second.push_back({"test/error", 14, 11.0, 214.0});
-  ASSERT_TRUE(store_->AppendMetrics(l2.run_id, l2.lease_epoch, second).ok());
+  ASSERT_TRUE(store_->AppendMetrics(l2.run_id, l2.lease_epoch, second, l2.holder()).ok());
   ASSERT_TRUE(Complete(l2, RunOutcome::kSucceeded).ok());
 
   auto loss = store_->GetMetrics(l1.run_id, std::string("train/loss"));
@@ -784,7 +922,7 @@ TEST_F(StoreTest, LatestAndIncrementalMetricQueries) {
     points.push_back({"train/loss", step, 10.0 - step, 1.0 * step});
     if (step % 5 == 4) points.push_back({"test/error", step, 50.0 - step, 1.0 * step});
   }
-  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, points).ok());
+  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, points, l.holder()).ok());
   auto latest = store_->GetLatestMetrics(l.run_id);
   ASSERT_TRUE(latest.ok());
   ASSERT_EQ(latest->size(), 2u);
@@ -811,7 +949,7 @@ TEST_F(StoreTest, MetricValuesRoundTripIncludingNan) {
   ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch,
                                     {{"train/loss", 1, std::nan(""), 1.5},
                                      {"train/loss", 2, HUGE_VAL, 2.5},
-                                     {"lr", 1, 0.01, 1.5}})
+                                     {"lr", 1, 0.01, 1.5}}, l.holder())
                   .ok());
   auto loss = store_->GetMetrics(l.run_id, std::string("train/loss"));
   ASSERT_EQ(loss->size(), 2u);
@@ -824,7 +962,7 @@ TEST_F(StoreTest, BadMetricPointsAreRejectedWholeBatch) {
   std::string w = Worker();
   Create(MakeSweep(1));
   Lease l = Acquire(w);
-  Status s = store_->AppendMetrics(l.run_id, l.lease_epoch, {{"a", 0, 1, 0}, {"a", -3, 1, 0}});
+  Status s = store_->AppendMetrics(l.run_id, l.lease_epoch, {{"a", 0, 1, 0}, {"a", -3, 1, 0}}, l.holder());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("-3"), std::string::npos) << s.message();
   EXPECT_TRUE(store_->GetMetrics(l.run_id)->empty());
@@ -845,7 +983,7 @@ TEST_F(StoreTest, ConcurrentMetricBatchesAreAllStored) {
       for (int b = 0; b < kBatches; ++b) {
         std::vector<MetricPoint> batch;
         for (int i = 0; i < kPerBatch; ++i) batch.push_back({"train/loss", b * kPerBatch + i, 0.5, 1.0});
-        if (!store_->AppendMetrics(leases[t].run_id, leases[t].lease_epoch, batch).ok()) ++errors;
+        if (!store_->AppendMetrics(leases[t].run_id, leases[t].lease_epoch, batch, leases[t].holder()).ok()) ++errors;
       }
     });
   }
@@ -861,11 +999,11 @@ TEST_F(StoreTest, AsyncAppendReportsDurableCompletion) {
   Create(MakeSweep(1));
   Lease l = Acquire(w);
   std::promise<Status> ok_done, stale_done, invalid_done;
-  store_->AppendMetricsAsync(l.run_id, l.lease_epoch, {{"train/loss", 0, 1.0, 0}, {"train/loss", 1, 0.9, 1}},
+  store_->AppendMetricsAsync(l.run_id, l.lease_epoch, {{"train/loss", 0, 1.0, 0}, {"train/loss", 1, 0.9, 1}}, l.holder(),
                              [&](Status s) { ok_done.set_value(s); });
-  store_->AppendMetricsAsync(l.run_id, l.lease_epoch + 7, {{"train/loss", 2, 0.8, 2}},
+  store_->AppendMetricsAsync(l.run_id, l.lease_epoch + 7, {{"train/loss", 2, 0.8, 2}}, l.holder(),
                              [&](Status s) { stale_done.set_value(s); });
-  store_->AppendMetricsAsync(l.run_id, l.lease_epoch, {{"", 2, 0.8, 2}},
+  store_->AppendMetricsAsync(l.run_id, l.lease_epoch, {{"", 2, 0.8, 2}}, l.holder(),
                              [&](Status s) { invalid_done.set_value(s); });
   EXPECT_TRUE(ok_done.get_future().get().ok());
   EXPECT_EQ(stale_done.get_future().get().code(), StatusCode::kFailedPrecondition);
@@ -888,7 +1026,7 @@ TEST_F(StoreTest, RefusedCallInAGroupCommitLeavesTheOthersIntact) {
       for (int b = 0; b < 40; ++b) {
         const bool stale = t % 2 == 1;
         Status s = store_->AppendMetrics(leases[t].run_id, leases[t].lease_epoch + (stale ? 1000 : 0),
-                                         {{"train/loss", b, 1.0, 0}, {"lr", b, 0.01, 0}});
+                                         {{"train/loss", b, 1.0, 0}, {"lr", b, 0.01, 0}}, leases[t].holder());
         if (stale && s.code() == StatusCode::kFailedPrecondition) ++refused;
         if (!stale && !s.ok()) ++failed;
       }
@@ -910,7 +1048,7 @@ TEST_F(StoreTest, ReopenKeepsStateLeasesAndEpochCounter) {
   s.idempotency_key = "k1";
   SweepRow sweep = Create(s);
   Lease l = Acquire(w);
-  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, {{"train/loss", 0, 3.0, 1.0}}).ok());
+  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, {{"train/loss", 0, 3.0, 1.0}}, l.holder()).ok());
 
   Reopen();  // coordinator restart
 
@@ -920,9 +1058,9 @@ TEST_F(StoreTest, ReopenKeepsStateLeasesAndEpochCounter) {
   EXPECT_EQ(after->counts.running, 1);
   EXPECT_EQ(Create(s).id, sweep.id);  // idempotency survives too
   // The running worker carries on under its lease.
-  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease);
+  auto hb = store_->Heartbeat(l.run_id, l.lease_epoch, kLease, l.holder());
   ASSERT_TRUE(hb.ok()) << hb.status().ToString();
-  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, {{"train/loss", 1, 2.0, 2.0}}).ok());
+  ASSERT_TRUE(store_->AppendMetrics(l.run_id, l.lease_epoch, {{"train/loss", 1, 2.0, 2.0}}, l.holder()).ok());
   EXPECT_EQ(store_->GetMetrics(l.run_id)->size(), 2u);
   // Epochs keep increasing across the restart.
   Lease next = Acquire(w);
@@ -951,7 +1089,7 @@ TEST_F(StoreTest, WorkersListShowsCurrentRunAndLastSeen) {
   EXPECT_EQ(list->front().current_run, l.run_id);
   EXPECT_EQ(list->front().last_seen_ms, clock_.NowMillis());
   clock_.AdvanceSeconds(5);
-  ASSERT_TRUE(store_->Heartbeat(l.run_id, l.lease_epoch, kLease).ok());
+  ASSERT_TRUE(store_->Heartbeat(l.run_id, l.lease_epoch, kLease, l.holder()).ok());
   EXPECT_EQ(store_->GetWorker(w)->last_seen_ms, clock_.NowMillis());
   ASSERT_TRUE(Complete(l, RunOutcome::kSucceeded).ok());
   EXPECT_TRUE(store_->GetWorker(w)->current_run.empty());
@@ -984,7 +1122,7 @@ TEST(StoreDurabilityTest, AcknowledgedWritesSurviveKill9) {
     for (int64_t step = 0;; step += 100) {
       std::vector<MetricPoint> batch;
       for (int i = 0; i < 100; ++i) batch.push_back({"train/loss", step + i, 1.0, 0});
-      if (!(*store)->AppendMetrics((**lease).run_id, (**lease).lease_epoch, batch).ok()) _exit(6);
+      if (!(*store)->AppendMetrics((**lease).run_id, (**lease).lease_epoch, batch, (**lease).holder()).ok()) _exit(6);
       acked += 100;
       if (write(fds[1], &acked, sizeof acked) != sizeof acked) _exit(7);
     }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -104,6 +105,26 @@ TEST_F(CheckpointFilesTest, ListingIsNewestFirstAndPruningKeepsTheNewest) {
   EXPECT_TRUE(fs::exists(dir_ / "notes.txt"));  // other files are left alone
   EXPECT_EQ(FindLatestCheckpoint(dir_.string()), (dir_ / "epoch-10.pt").string());
   EXPECT_EQ(FindLatestCheckpoint((dir_ / "missing").string()), "");
+}
+
+// Section 5: a run keeps its last two checkpoints and never holds more: the
+// trainer prunes to one before the new file is renamed into place.
+TEST_F(CheckpointFilesTest, PruningBeforePublishNeverHoldsMoreThanTheKeepCount) {
+  for (int epoch = 1; epoch <= 6; ++epoch) {
+    size_t held_at_publish = 0;
+    Status s = WriteFileDurably(
+        dir_.string(), CheckpointName(epoch), [](const std::string& tmp) { std::ofstream(tmp) << "x"; },
+        [&] {
+          PruneCheckpoints(dir_.string(), 1);
+          held_at_publish = ListCheckpoints(dir_.string()).size();
+        });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_LE(held_at_publish, 1u) << "epoch " << epoch;
+    EXPECT_EQ(ListCheckpoints(dir_.string()).size(), std::min<size_t>(epoch, 2)) << "epoch " << epoch;
+  }
+  EXPECT_EQ(FindLatestCheckpoint(dir_.string()), (dir_ / "epoch-6.pt").string());
+  PruneCheckpoints(dir_.string(), 0);
+  EXPECT_TRUE(ListCheckpoints(dir_.string()).empty());
 }
 
 }  // namespace

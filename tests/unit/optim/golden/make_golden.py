@@ -3,8 +3,8 @@
 
 The reference below is the paper's Algorithm 1 (Bernstein et al., NeurIPS
 2020) written as plain per-op PyTorch, in the operation order of the authors'
-reference implementation; IntegerMadam follows ARCHITECTURE.md section 1 and
-issue 2. Inputs are fixed and include zero, tiny (g^2 underflows) and huge
+reference implementation; IntegerMadam follows ARCHITECTURE.md sections 1
+and 6. Inputs are fixed and include zero, tiny (g^2 underflows) and huge
 gradients, zero weights and weights beyond sigma*. Re-run with:
 
     /usr/bin/python3 tests/unit/optim/golden/make_golden.py > tests/unit/optim/golden/golden.json
