@@ -37,6 +37,9 @@ int WriteReport(const CommandEnv& env, const ReportOptions& options, const std::
   return kExitOk;
 }
 
+// The stand-in lease holder of exported runs (see ReportFromExports).
+constexpr const char* kExportWorker = "(export)";
+
 // One `sweep export --format json` file as the rows a report reads. The
 // message names the file and the key that is missing or malformed.
 Result<server::ReportSweep> ReadExport(const std::string& path) {
@@ -91,6 +94,9 @@ Result<server::ReportSweep> ReadExport(const std::string& path) {
     if (!state) return bad(where + ".state missing or unknown");
     row.id = *run_id;
     row.state = *state;
+    // An export names no lease holder; the provenance says so instead of
+    // claiming that no run was leased.
+    if (row.state != server::RunState::kPending) row.lease_worker = kExportWorker;
     auto params = r.find("params");
     if (params == r.end() || !params->is_object()) return bad(where + ".params is not an object");
     row.params = ParamsFromJsonObject(*params);
@@ -124,6 +130,10 @@ Result<server::ReportSweep> ReadExport(const std::string& path) {
 int ReportFromExports(const CommandEnv& env, const ReportOptions& options) {
   server::ReportInput input;
   input.build = server::BuildInfo::Current();
+  server::WorkerRow unknown;
+  unknown.id = kExportWorker;
+  unknown.device = "not in the export";
+  input.workers[kExportWorker] = unknown;
   for (const std::string& path : options.exports) {
     auto sweep = ReadExport(path);
     if (!sweep.ok()) {
