@@ -77,11 +77,12 @@ void PrintSweepTable(const CommandEnv& env, const google::protobuf::RepeatedPtrF
   table.Print(*env.out);
 }
 
-void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s) {
+void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s,
+                       const std::vector<std::pair<std::string, std::string>>& extra = {}) {
   const v1::RunCounts& c = s.counts();
   std::string metric = s.metric_name();
   if (!s.metric_goal().empty()) metric += " (" + s.metric_goal() + ")";
-  PrintKeyValues(*env.out, {
+  std::vector<std::pair<std::string, std::string>> rows = {
       {"id", s.id()},
       {"name", s.name()},
       {"state", s.state()},
@@ -97,7 +98,9 @@ void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s) {
       {"max_attempts", std::to_string(s.max_attempts())},
       {"device", s.device()},
       {"created", FormatTimeMs(s.created_at_ms())},
-  });
+  };
+  rows.insert(rows.end(), extra.begin(), extra.end());
+  PrintKeyValues(*env.out, rows);
   if (!s.parent_sweep_id().empty()) {
     *env.out << "promoted from " << s.parent_sweep_id() << ":\n";
     for (const std::string& reason : s.promotion_reasons()) *env.out << "  " << reason << '\n';
@@ -338,7 +341,7 @@ int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
     }
     *env.out << j.dump() << '\n';
   } else {
-    PrintSweepDetails(env, sweep);
+    std::vector<std::pair<std::string, std::string>> extra;
     if (cost) {
       char hours[32];
       std::snprintf(hours, sizeof hours, "%.3f", cost->device_seconds / 3600);
@@ -347,16 +350,15 @@ int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
         medians += (medians.empty() ? "" : ", ") + (task.empty() ? "?" : task) + " " +
                    server::DurationText(seconds);
       }
-      PrintKeyValues(*env.out, {
-          {"device_hours", hours},
-          {"median_run", medians.empty() ? "none finished yet" : medians},
-          {"eta", cost->eta_seconds ? server::DurationText(*cost->eta_seconds) + " on " +
-                                          std::to_string(cost->slots) + " device(s)"
-                                    : "unknown (" + cost->eta_unknown_because + ")"},
-      });
+      extra = {{"device_hours", hours},
+               {"median_run", medians.empty() ? "none finished yet" : medians},
+               {"eta", cost->eta_seconds ? server::DurationText(*cost->eta_seconds) + " on " +
+                                               std::to_string(cost->slots) + " device(s)"
+                                         : "unknown (" + cost->eta_unknown_because + ")"}};
     } else {
-      *env.out << "cost: unavailable (" << why_not << ")\n";
+      extra = {{"cost", "unavailable (" + why_not + ")"}};
     }
+    PrintSweepDetails(env, sweep, extra);
   }
   return kExitOk;
 }

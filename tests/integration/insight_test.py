@@ -9,6 +9,8 @@ int_madam, 2 epochs, layer_stats_per_epoch 4) runs to the end, then
     naming it; a metric the run never logged is an empty-state SVG;
   - /api/v1/sweeps/{id}/claims answers the same claims and verdicts as
     `madamctl report claims --format json --paper`;
+  - `madamctl sweep show`, the sweep JSON and the page give the device
+    time the SQLite file's started_at..ended_at add up to, and the ETA 0;
   - headless Chromium renders the run page with the heatmap (cells and
     tensor names) and the sweep page with the claims table.
 
@@ -158,6 +160,23 @@ def main():
         status, _, _ = http_get(f"{http}/api/v1/sweeps/nosuch/claims")
         check(status == 404, f"claims of an unknown sweep answered {status}")
 
+        # Cost: device time from started_at..ended_at, a median per task,
+        # nothing left to wait for; madamctl, the sweep JSON and /metrics agree.
+        rows = stack.query("SELECT started_at, ended_at FROM runs WHERE sweep_id = ?", (sweep,))
+        spent = sum(r["ended_at"] - r["started_at"] for r in rows) / 1000.0
+        shown = stack.ctl_json("sweep", "show", sweep)
+        check(abs(shown["cost"]["device_seconds"] - spent) < 1e-6, f"sweep show cost {shown['cost']}, SQLite {spent}")
+        check(list(shown["cost"]["median_run_seconds"]) == ["synthetic-mlp"], f"medians {shown['cost']}")
+        check(shown["cost"]["eta_seconds"] == 0, f"a finished sweep's ETA is {shown['cost']['eta_seconds']}")
+        text = stack.ctl("sweep", "show", sweep).stdout
+        check(re.search(r"^device_hours: +\d+\.\d{3}$", text, re.M) and re.search(r"^eta: +0 s on 1 device", text, re.M),
+              f"sweep show text lacks the cost lines:\n{text}")
+        page = json.loads(http_get(f"{http}/api/v1/sweeps/{sweep}")[2])
+        check(abs(page["cost"]["device_seconds"] - spent) < 1e-6, f"sweep JSON cost {page['cost']}")
+        metrics = http_get(f"{http}/metrics")[2]
+        check(f'madam_sweep_device_seconds_total{{sweep="{sweep}"}}' not in metrics,
+              "a finished sweep still has a device-seconds series")
+
         # The pages, rendered.
         profile = tempfile.mkdtemp(prefix="chromium-", dir=stack.tmp)
         dom = chromium_dom(chromium, f"{http}/#/run/{int_madam}", profile)
@@ -178,6 +197,9 @@ def main():
         rows = re.findall(r'<tr class="claim" data-claim="([^"]+)" data-verdict="([^"]+)"', dom)
         check(rows == pairs, f"the sweep page's claims table {rows}, want {pairs} (DOM in {out_dir})")
         check(f'href="#/run/{madam}"' in dom, "the sweep page does not link to its runs' pages")
+        cost = re.search(r'<div class="cost" data-device-seconds="([^"]+)">([^<]*)', dom)
+        check(cost and abs(float(cost.group(1)) - spent) < 1e-6 and "device-hours" in cost.group(2),
+              f"the sweep page's cost line: {cost and cost.group(0)}")
     except Exception:
         print("madamd output (last lines):\n" + "\n".join(stack.madamd.lines[-20:] if stack.madamd else []))
         for w in stack.workers:
