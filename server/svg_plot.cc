@@ -334,13 +334,12 @@ std::string RenderHeatmap(const std::vector<HeatmapRow>& rows, const HeatmapOpti
   // The colour domain, in scale units (log10 of the value on a log scale).
   auto scaled = [&options](double v) { return options.log_scale ? std::log10(v) : v; };
   if (!std::isfinite(lo)) lo = hi = 0;  // every value non-positive on a log scale
-  if (options.log_scale) {
-    lo = std::floor(lo);
-    hi = std::ceil(hi);
-  }
   if (options.min) lo = scaled(*options.min);
   if (options.max) hi = scaled(*options.max);
-  if (!(hi > lo)) hi = lo + 1;
+  if (!(hi > lo)) {  // one value: centre it in a span of one unit (a decade on a log scale)
+    lo -= 0.5;
+    hi += 0.5;
+  }
 
   size_t longest = 0;
   for (const HeatmapRow& row : rows) longest = std::max(longest, row.name.size());
@@ -350,12 +349,13 @@ std::string RenderHeatmap(const std::vector<HeatmapRow>& rows, const HeatmapOpti
   const int grid_w = cell_w * columns;
   const int grid_h = kCellHeight * static_cast<int>(rows.size());
   const int legend_h = std::max(100, grid_h);
-  const int width = left + grid_w + 24 + kLegendWidth;
+  const int legend_w = std::max(kLegendWidth, 24 + 7 * static_cast<int>(options.value_label.size() + 6));
+  const int width = std::max(left + grid_w + 24 + legend_w, 24 + 8 * static_cast<int>(options.title.size()));
   const int height = kTop + std::max(grid_h, legend_h) + kBottom;
   header(width, height);
   if (!options.title.empty()) {
-    svg << "<text class=\"title\" x=\"" << width / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">"
-        << XmlEscape(options.title) << "</text>\n";
+    svg << "<text class=\"title\" x=\"12\" y=\"20\" font-size=\"14\">" << XmlEscape(options.title)
+        << "</text>\n";
   }
 
   std::map<double, int> column_of;

@@ -73,7 +73,8 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
 // (a row without a value at a column leaves that cell empty: no rect).
 // Colours run from dark blue (domain low) through green to yellow (high),
 // on a log10 scale when HeatmapOptions::log_scale (values <= 0 are then
-// drawn grey, class "cell nonpositive", below any colour). A legend bar
+// drawn grey, class "cell nonpositive", below any colour). The domain is
+// [min, max] of the values unless HeatmapOptions::min/max set it. A legend bar
 // (<g class="colour-legend">) with labelled ends and middle sits to the right.
 // No rows (or no cells): an SVG with <text class="empty"> saying
 // HeatmapOptions::empty_text, never an error.
