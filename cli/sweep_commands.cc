@@ -1,10 +1,13 @@
 #include "cli/sweep_commands.h"
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -12,6 +15,7 @@
 
 #include "cli/output.h"
 #include "common/sweep_spec.h"
+#include "server/cost.h"
 
 namespace madam::cli {
 
@@ -73,11 +77,12 @@ void PrintSweepTable(const CommandEnv& env, const google::protobuf::RepeatedPtrF
   table.Print(*env.out);
 }
 
-void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s) {
+void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s,
+                       const std::vector<std::pair<std::string, std::string>>& extra = {}) {
   const v1::RunCounts& c = s.counts();
   std::string metric = s.metric_name();
   if (!s.metric_goal().empty()) metric += " (" + s.metric_goal() + ")";
-  PrintKeyValues(*env.out, {
+  std::vector<std::pair<std::string, std::string>> rows = {
       {"id", s.id()},
       {"name", s.name()},
       {"state", s.state()},
@@ -93,7 +98,9 @@ void PrintSweepDetails(const CommandEnv& env, const v1::Sweep& s) {
       {"max_attempts", std::to_string(s.max_attempts())},
       {"device", s.device()},
       {"created", FormatTimeMs(s.created_at_ms())},
-  });
+  };
+  rows.insert(rows.end(), extra.begin(), extra.end());
+  PrintKeyValues(*env.out, rows);
   if (!s.parent_sweep_id().empty()) {
     *env.out << "promoted from " << s.parent_sweep_id() << ":\n";
     for (const std::string& reason : s.promotion_reasons()) *env.out << "  " << reason << '\n';
@@ -257,6 +264,56 @@ int SweepList(const CommandEnv& env) {
   return kExitOk;
 }
 
+// Cost and ETA of a sweep (server/cost.h) from its runs and the workers
+// madamd reports connected; a message saying why not when either call fails.
+std::optional<server::SweepCost> SweepCostOf(const CommandEnv& env, const v1::Sweep& sweep,
+                                             std::string* why_not) {
+  v1::ListRunsResponse runs;
+  {
+    grpc::ClientContext context;
+    PrepareContext(context, env.client, kUnaryDeadline);
+    v1::ListRunsRequest request;
+    request.set_sweep_id(sweep.id());
+    grpc::Status status = env.stub->ListRuns(&context, request, &runs);
+    if (!status.ok()) {
+      *why_not = "cannot list runs: " + status.error_message();
+      return std::nullopt;
+    }
+  }
+  v1::ListWorkersResponse workers;
+  {
+    grpc::ClientContext context;
+    PrepareContext(context, env.client, kUnaryDeadline);
+    grpc::Status status = env.stub->ListWorkers(&context, v1::ListWorkersRequest(), &workers);
+    if (!status.ok()) {
+      *why_not = "cannot list workers: " + status.error_message();
+      return std::nullopt;
+    }
+  }
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  std::vector<server::RunTiming> timings;
+  for (const v1::Run& r : runs.runs()) {
+    server::RunState state = server::RunState::kPending;
+    switch (r.state()) {
+      case v1::RUN_STATE_RUNNING: state = server::RunState::kRunning; break;
+      case v1::RUN_STATE_SUCCEEDED: state = server::RunState::kSucceeded; break;
+      case v1::RUN_STATE_DIVERGED: state = server::RunState::kDiverged; break;
+      case v1::RUN_STATE_FAILED: state = server::RunState::kFailed; break;
+      case v1::RUN_STATE_CANCELLED: state = server::RunState::kCancelled; break;
+      default: break;
+    }
+    auto task = r.params().find("task");
+    timings.push_back({task != r.params().end() ? task->second.text() : "", state, r.started_at_ms(),
+                       r.ended_at_ms()});
+  }
+  // madamd judges "connected" by its own clock; seen now stands for that.
+  std::vector<server::WorkerDevices> devices;
+  for (const v1::Worker& w : workers.workers()) devices.push_back({w.device(), w.connected() ? now_ms : 0});
+  return server::ComputeSweepCost(timings, devices, sweep.device(), sweep.max_concurrent(), now_ms);
+}
+
 int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
   grpc::ClientContext context;
   PrepareContext(context, env.client, kUnaryDeadline);
@@ -265,10 +322,43 @@ int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
   v1::Sweep sweep;
   grpc::Status status = env.stub->GetSweep(&context, request, &sweep);
   if (!status.ok()) return env.RpcFailure(status);
+  // The cost lines are extra: a failure to read them is said, not fatal.
+  std::string why_not;
+  const std::optional<server::SweepCost> cost = SweepCostOf(env, sweep, &why_not);
   if (env.json) {
-    *env.out << SweepToJson(sweep).dump() << '\n';
+    Json j = SweepToJson(sweep);
+    if (cost) {
+      Json medians = Json::object();
+      for (const auto& [task, seconds] : cost->median_run_seconds) medians[task] = seconds;
+      j["cost"] = Json{{"device_seconds", cost->device_seconds},
+                       {"device_hours", cost->device_seconds / 3600},
+                       {"median_run_seconds", medians},
+                       {"slots", cost->slots},
+                       {"eta_seconds", cost->eta_seconds ? Json(*cost->eta_seconds) : Json(nullptr)},
+                       {"eta_unknown_because", cost->eta_unknown_because}};
+    } else {
+      j["cost"] = nullptr;
+    }
+    *env.out << j.dump() << '\n';
   } else {
-    PrintSweepDetails(env, sweep);
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (cost) {
+      char hours[32];
+      std::snprintf(hours, sizeof hours, "%.3f", cost->device_seconds / 3600);
+      std::string medians;
+      for (const auto& [task, seconds] : cost->median_run_seconds) {
+        medians += (medians.empty() ? "" : ", ") + (task.empty() ? "?" : task) + " " +
+                   server::DurationText(seconds);
+      }
+      extra = {{"device_hours", hours},
+               {"median_run", medians.empty() ? "none finished yet" : medians},
+               {"eta", cost->eta_seconds ? server::DurationText(*cost->eta_seconds) + " on " +
+                                               std::to_string(cost->slots) + " device(s)"
+                                         : "unknown (" + cost->eta_unknown_because + ")"}};
+    } else {
+      extra = {{"cost", "unavailable (" + why_not + ")"}};
+    }
+    PrintSweepDetails(env, sweep, extra);
   }
   return kExitOk;
 }

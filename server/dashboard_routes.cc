@@ -11,6 +11,8 @@
 #include "common/number_text.h"
 #include "common/param_json.h"
 #include "common/recipe.h"
+#include "server/claims.h"
+#include "server/cost.h"
 #include "server/report.h"
 #include "server/svg_plot.h"
 
@@ -22,6 +24,10 @@ using Json = nlohmann::ordered_json;
 // Series drawn by curves.svg, and points per series (evenly thinned beyond).
 constexpr size_t kMaxCurveRuns = 64;
 constexpr size_t kMaxCurvePoints = 600;
+// Bounds of a layers.svg heatmap (ARCHITECTURE.md section 9: every answer is
+// bounded): tensors drawn, and logged steps per tensor.
+constexpr size_t kMaxHeatmapRows = 256;
+constexpr size_t kMaxHeatmapColumns = 2000;
 
 HttpResponse JsonResponse(const Json& body, int status = 200) {
   // Non-finite numbers (a diverged loss) become null rather than invalid JSON.
@@ -227,9 +233,11 @@ HttpResponse DashboardRoutes::Handle(const HttpRequest& request) const {
       if (p.size() == 5 && p[4] == "runs") return SweepRuns(p[3], request);
       if (p.size() == 5 && p[4] == "lr-sensitivity.svg") return LrSensitivitySvg(p[3]);
       if (p.size() == 5 && p[4] == "curves.svg") return CurvesSvg(p[3], request);
+      if (p.size() == 5 && p[4] == "claims") return SweepClaims(p[3]);
     } else if (kind == "runs") {
       if (p.size() == 4) return Run(p[3]);
       if (p.size() == 5 && p[4] == "metrics") return RunMetrics(p[3], request);
+      if (p.size() == 5 && p[4] == "layers.svg") return LayersSvg(p[3], request);
     } else if (kind == "workers" && p.size() == 3) {
       return Workers(request);
     }
@@ -261,6 +269,23 @@ HttpResponse DashboardRoutes::Sweep(const std::string& id) const {
     }
   }
   j["promoted"] = children;
+  // Cost and ETA (server/cost.h).
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  if (auto cost = LoadSweepCost(*store_, *sweep, now_ms); cost.ok()) {
+    Json medians = Json::object();
+    for (const auto& [task, seconds] : cost->median_run_seconds) medians[task] = seconds;
+    j["cost"] = Json{{"device_seconds", cost->device_seconds},
+                     {"device_hours", cost->device_seconds / 3600},
+                     {"median_run_seconds", medians},
+                     {"slots", cost->slots},
+                     {"eta_seconds", cost->eta_seconds ? Json(*cost->eta_seconds) : Json(nullptr)},
+                     {"eta_text", cost->eta_seconds ? DurationText(*cost->eta_seconds) : "unknown"},
+                     {"eta_unknown_because", cost->eta_unknown_because}};
+  } else {
+    j["cost"] = nullptr;
+  }
   return JsonResponse(j);
 }
 
@@ -341,6 +366,70 @@ HttpResponse DashboardRoutes::CurvesSvg(const std::string& sweep_id, const HttpR
   options.marker_legend = "";
   options.marker_class = any_per_epoch ? "point" : "best";
   HttpResponse r = HttpResponse::Text(200, RenderLinePlot({panel}, options));
+  r.content_type = "image/svg+xml";
+  return r;
+}
+
+HttpResponse DashboardRoutes::SweepClaims(const std::string& id) const {
+  auto sweep = store_->GetSweep(id);
+  if (!sweep.ok()) return FromStatus(sweep.status());
+  // The claims span both stages (ARCHITECTURE.md section 4): Table 1's claim
+  // needs the promoted sweep, Figure 1's the parent. Judge the lineage.
+  std::vector<std::string> ids = {id};
+  if (!sweep->parent_sweep_id.empty()) ids.push_back(sweep->parent_sweep_id);
+  if (auto all = store_->ListSweeps(); all.ok()) {
+    for (const SweepRow& s : *all) {
+      if (s.parent_sweep_id == id) ids.push_back(s.id);
+    }
+  }
+  auto report = MakeClaimsReport(*store_, ids, ReportFormat::kJson, /*paper=*/true);
+  if (!report.ok()) return FromStatus(report.status());
+  HttpResponse r = HttpResponse::Json(200, std::move(report->content));
+  return r;
+}
+
+HttpResponse DashboardRoutes::LayersSvg(const std::string& id, const HttpRequest& request) const {
+  auto metric_it = request.query.find("metric");
+  const std::string metric = metric_it == request.query.end() ? "relative_update" : metric_it->second;
+  if (std::find(std::begin(kLayerMetrics), std::end(kLayerMetrics), metric) == std::end(kLayerMetrics)) {
+    return Error(400, "metric must be relative_update, at_bound_fraction, level_top_fraction or "
+                      "level_bottom_fraction, not '" + metric.substr(0, 60) + "'");
+  }
+  auto run = store_->GetRun(id);
+  if (!run.ok()) return FromStatus(run.status());
+  // The names come from each metric's latest point; the series one by one.
+  auto latest = store_->GetLatestMetrics(id);
+  if (!latest.ok()) return FromStatus(latest.status());
+  const std::string suffix = "/" + metric;
+  std::vector<HeatmapRow> rows;
+  for (const MetricPoint& last : *latest) {
+    const std::string& name = last.name;
+    if (name.rfind("layer/", 0) != 0 || name.size() <= 6 + suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    if (rows.size() >= kMaxHeatmapRows) break;
+    auto points = store_->GetMetrics(id, name, -1, static_cast<int64_t>(kMaxHeatmapColumns));
+    if (!points.ok()) return FromStatus(points.status());
+    HeatmapRow row;
+    row.name = name.substr(6, name.size() - 6 - suffix.size());
+    for (const MetricPoint& pt : *points) row.cells.push_back({static_cast<double>(pt.step), pt.value});
+    rows.push_back(std::move(row));
+  }
+  HeatmapOptions options;
+  options.title = "run " + id + ": " + metric + " per tensor";
+  options.x_label = "step";
+  options.value_label = metric;
+  options.log_scale = metric == "relative_update";
+  if (!options.log_scale) {
+    options.min = 0;
+    options.max = 1;
+  }
+  options.empty_text = metric.rfind("level_", 0) == 0
+                           ? "no " + metric + " logged: only int_madam runs log level shares"
+                           : "this run has logged no layer metrics yet (layer_stats_per_epoch 0, or "
+                             "it has not reached a layer step)";
+  HttpResponse r = HttpResponse::Text(200, RenderHeatmap(rows, options));
   r.content_type = "image/svg+xml";
   return r;
 }

@@ -8,14 +8,28 @@
 //   GET /api/v1/sweeps                      {"sweeps": [sweep...]}
 //   GET /api/v1/sweeps/{id}                 sweep (with spec_text; "parent" and
 //                                           "promotion_reasons" of a promoted sweep,
-//                                           "promoted": the sweeps made from it)
+//                                           "promoted": the sweeps made from it;
+//                                           "cost": device-hours, median run time per
+//                                           task and ETA, server/cost.h)
 //   GET /api/v1/sweeps/{id}/runs            {"sweep": id, "runs": [run...]}
 //   GET /api/v1/sweeps/{id}/lr-sensitivity.svg   Figure 1 of the sweep (report module)
 //   GET /api/v1/sweeps/{id}/curves.svg?metric=M&runs=running|all
 //                                           metric M against step, a line per run
 //                                           (a per-epoch metric with a marker per point;
 //                                           legends name numbers by common/number_text.h)
+//   GET /api/v1/sweeps/{id}/claims          the claims scorecard (server/claims.h,
+//                                           `madamctl report claims --format json
+//                                           --paper`) judged on the sweep, the sweep
+//                                           it was promoted from and those promoted
+//                                           from it
 //   GET /api/v1/runs/{id}                   run
+//   GET /api/v1/runs/{id}/layers.svg?metric=M
+//                                           per-layer telemetry as a tensor-by-step
+//                                           heatmap; M is one of kLayerMetrics
+//                                           (default relative_update, log colour
+//                                           scale; the fractions linear 0..1); a run
+//                                           without layer metrics gets an empty-state
+//                                           SVG (200)
 //   GET /api/v1/runs/{id}/metrics?name=M&after_step=N
 //                                           {"run": id, "points": [{name, step, value, time}]}
 //   GET /api/v1/workers                     {"workers": [worker...]}
@@ -45,6 +59,9 @@ class DashboardRoutes {
  public:
   static constexpr int64_t kMaxListLimit = 10000;
   static constexpr int64_t kMaxSeriesLimit = 200000;
+  // The per-tensor metrics the worker logs as layer/<tensor>/<name>.
+  static constexpr const char* kLayerMetrics[] = {"relative_update", "at_bound_fraction",
+                                                  "level_top_fraction", "level_bottom_fraction"};
 
   DashboardRoutes(Store* store, LiveRunTable* live, CoordinatorMetrics* metrics);
 
@@ -56,7 +73,9 @@ class DashboardRoutes {
   HttpResponse SweepRuns(const std::string& id, const HttpRequest& request) const;
   HttpResponse LrSensitivitySvg(const std::string& sweep_id) const;
   HttpResponse CurvesSvg(const std::string& sweep_id, const HttpRequest& request) const;
+  HttpResponse SweepClaims(const std::string& id) const;
   HttpResponse Run(const std::string& id) const;
+  HttpResponse LayersSvg(const std::string& id, const HttpRequest& request) const;
   HttpResponse RunMetrics(const std::string& id, const HttpRequest& request) const;
   HttpResponse Workers(const HttpRequest& request) const;
 

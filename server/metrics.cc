@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <utility>
+
+#include "server/cost.h"
 #include <vector>
 
 #ifndef MADAM_VERSION
@@ -112,6 +114,12 @@ CoordinatorMetrics::CoordinatorMetrics(CoordinatorMetricsOptions options)
                                 .Help("Share of a running sweep's runs that have ended (0..1); only "
                                       "sweeps still running have a series")
                                 .Register(r);
+  sweep_device_seconds_family_ = &prometheus::BuildCounter()
+                                      .Name("madam_sweep_device_seconds_total")
+                                      .Help("Device-seconds a running sweep's runs have taken (terminal "
+                                            "runs' started..ended, running runs' started..now); only "
+                                            "sweeps still running have a series")
+                                      .Register(r);
   workers_connected_ = &prometheus::BuildGauge()
                             .Name("madam_workers_connected")
                             .Help("Workers that called the coordinator within the connection window")
@@ -248,6 +256,34 @@ void CoordinatorMetrics::RefreshCounts(Store& store) {
       auto& gauge = sweep_progress_[id];
       if (gauge == nullptr) gauge = &sweep_progress_family_->Add({{"sweep", id}});
       gauge->Set(ratio);
+    }
+
+    // Device-seconds of running sweeps. A counter only grows: it takes each
+    // rise of the store's figure (a run regranted after a lost lease
+    // restarts its started_at, so the figure can dip; the counter keeps
+    // what was already spent).
+    for (auto it = sweep_device_seconds_.begin(); it != sweep_device_seconds_.end();) {
+      if (progress.count(it->first) == 0) {
+        sweep_device_seconds_family_->Remove(it->second.counter);
+        it = sweep_device_seconds_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const int64_t cost_now_ms = (options_.clock != nullptr ? options_.clock : SystemClock::Default())->NowMillis();
+    for (const SweepRow& sweep : *sweeps) {
+      if (sweep.state != kSweepRunning) continue;
+      auto cost = LoadSweepCost(store, sweep, cost_now_ms);
+      if (!cost.ok()) {
+        spdlog::warn("metrics: cannot cost sweep {}: {}", sweep.id, cost.status().ToString());
+        continue;
+      }
+      DeviceSeconds& d = sweep_device_seconds_[sweep.id];
+      if (d.counter == nullptr) d.counter = &sweep_device_seconds_family_->Add({{"sweep", sweep.id}});
+      if (cost->device_seconds > d.counted) {
+        d.counter->Increment(cost->device_seconds - d.counted);
+        d.counted = cost->device_seconds;
+      }
     }
   }
 

@@ -8,6 +8,9 @@
 //   madam_runs{state}                             gauge, runs by state (all sweeps)
 //   madam_sweeps{state}                           gauge, sweeps by state
 //   madam_sweep_progress_ratio{sweep}             gauge, finished/total of each *running* sweep
+//   madam_sweep_device_seconds_total{sweep}      counter, device-seconds a *running* sweep's runs
+//                                                 have taken (server/cost.h); grows by what the
+//                                                 store's figure grows, series go when it ends
 //   madam_workers_connected                       gauge, workers seen within the window
 //   madam_leases_granted_total                    counter
 //   madam_leases_expired_total                    counter
@@ -112,6 +115,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>* sweeps_family_;
   std::map<std::string, prometheus::Gauge*> sweeps_by_state_;
   prometheus::Family<prometheus::Gauge>* sweep_progress_family_;
+  prometheus::Family<prometheus::Counter>* sweep_device_seconds_family_;
   prometheus::Gauge* workers_connected_;
   prometheus::Counter* leases_granted_;
   prometheus::Counter* leases_expired_;
@@ -133,6 +137,11 @@ class CoordinatorMetrics {
   std::mutex scrape_mu_;
   StoreStats last_stats_;                                          // guarded by scrape_mu_
   std::map<std::string, prometheus::Gauge*> sweep_progress_;       // guarded by scrape_mu_
+  struct DeviceSeconds {
+    prometheus::Counter* counter = nullptr;
+    double counted = 0;  // the store figure last added up to
+  };
+  std::map<std::string, DeviceSeconds> sweep_device_seconds_;      // guarded by scrape_mu_
   std::map<std::string, RunGauges> run_gauges_;                    // guarded by scrape_mu_
   std::map<std::string, std::string> sweep_metric_name_;           // guarded by scrape_mu_
 };

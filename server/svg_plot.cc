@@ -269,4 +269,159 @@ std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotO
   return svg.str();
 }
 
+
+std::string HeatmapColour(double t) {
+  if (!std::isfinite(t)) t = 0;
+  t = std::clamp(t, 0.0, 1.0);
+  // Stops of a perceptually ordered dark-blue -> green -> yellow ramp
+  // (sampled from viridis), linearly interpolated.
+  static const double kStops[][3] = {{68, 1, 84},    {59, 82, 139},  {33, 145, 140},
+                                     {94, 201, 98},  {253, 231, 37}};
+  constexpr int kLast = 4;
+  const double pos = t * kLast;
+  const int i = std::min(kLast - 1, static_cast<int>(pos));
+  const double f = pos - i;
+  char buf[8];
+  auto channel = [&](int c) {
+    return static_cast<int>(std::lround(kStops[i][c] + f * (kStops[i + 1][c] - kStops[i][c])));
+  };
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", channel(0), channel(1), channel(2));
+  return buf;
+}
+
+std::string RenderHeatmap(const std::vector<HeatmapRow>& rows, const HeatmapOptions& options) {
+  constexpr int kCellHeight = 18;
+  constexpr int kGridWidth = 720;  // the widest the cells together get
+  constexpr int kLegendWidth = 110;
+  constexpr int kTop = 40;
+  constexpr int kBottom = 52;
+
+  std::vector<double> xs;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const HeatmapRow& row : rows) {
+    for (const HeatmapCell& c : row.cells) {
+      if (!std::isfinite(c.value) || !std::isfinite(c.x)) continue;
+      xs.push_back(c.x);
+      if (options.log_scale && c.value <= 0) continue;
+      const double v = options.log_scale ? std::log10(c.value) : c.value;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+  }
+  std::sort(xs.begin(), xs.end());
+  xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
+
+  std::ostringstream svg;
+  auto header = [&svg](int width, int height) {
+    svg << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        << "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"heatmap\" width=\"" << width << "\" height=\""
+        << height << "\" viewBox=\"0 0 " << width << ' ' << height
+        << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        << "<rect class=\"background\" x=\"0\" y=\"0\" width=\"" << width << "\" height=\"" << height
+        << "\" fill=\"white\"/>\n";
+  };
+  if (xs.empty()) {
+    header(480, 80);
+    if (!options.title.empty()) {
+      svg << "<text class=\"title\" x=\"240\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">"
+          << XmlEscape(options.title) << "</text>\n";
+    }
+    svg << "<text class=\"empty\" x=\"240\" y=\"52\" text-anchor=\"middle\" fill=\"#6b7385\">"
+        << XmlEscape(options.empty_text) << "</text>\n</svg>\n";
+    return svg.str();
+  }
+
+  // The colour domain, in scale units (log10 of the value on a log scale).
+  auto scaled = [&options](double v) { return options.log_scale ? std::log10(v) : v; };
+  if (!std::isfinite(lo)) lo = hi = 0;  // every value non-positive on a log scale
+  if (options.min) lo = scaled(*options.min);
+  if (options.max) hi = scaled(*options.max);
+  if (!(hi > lo)) {  // one value: centre it in a span of one unit (a decade on a log scale)
+    lo -= 0.5;
+    hi += 0.5;
+  }
+
+  size_t longest = 0;
+  for (const HeatmapRow& row : rows) longest = std::max(longest, row.name.size());
+  const int left = 12 + std::min(300, 7 * static_cast<int>(longest));
+  const int columns = static_cast<int>(xs.size());
+  const int cell_w = std::clamp(kGridWidth / columns, 3, 40);
+  const int grid_w = cell_w * columns;
+  const int grid_h = kCellHeight * static_cast<int>(rows.size());
+  const int legend_h = std::max(100, grid_h);
+  const int legend_w = std::max(kLegendWidth, 24 + 7 * static_cast<int>(options.value_label.size() + 6));
+  const int width = std::max(left + grid_w + 24 + legend_w, 24 + 8 * static_cast<int>(options.title.size()));
+  const int height = kTop + std::max(grid_h, legend_h) + kBottom;
+  header(width, height);
+  if (!options.title.empty()) {
+    svg << "<text class=\"title\" x=\"12\" y=\"20\" font-size=\"14\">" << XmlEscape(options.title)
+        << "</text>\n";
+  }
+
+  std::map<double, int> column_of;
+  for (int i = 0; i < columns; ++i) column_of[xs[static_cast<size_t>(i)]] = i;
+  svg << "<g class=\"grid\">\n";
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const HeatmapRow& row = rows[r];
+    const int y = kTop + static_cast<int>(r) * kCellHeight;
+    svg << "<text class=\"row-label\" x=\"" << left - 6 << "\" y=\"" << y + kCellHeight / 2 + 4
+        << "\" text-anchor=\"end\">" << XmlEscape(row.name) << "</text>\n";
+    for (const HeatmapCell& c : row.cells) {
+      if (!std::isfinite(c.value) || !std::isfinite(c.x)) continue;
+      const int x = left + column_of[c.x] * cell_w;
+      const bool nonpositive = options.log_scale && c.value <= 0;
+      const std::string fill =
+          nonpositive ? "#bbbbbb" : HeatmapColour((scaled(c.value) - lo) / (hi - lo));
+      char value[32];
+      std::snprintf(value, sizeof value, "%.6g", c.value);
+      svg << "<rect class=\"cell" << (nonpositive ? " nonpositive" : "") << "\" data-row=\""
+          << XmlEscape(row.name) << "\" data-x=\"" << TickLabel(c.x) << "\" data-value=\"" << value
+          << "\" x=\"" << x << "\" y=\"" << y << "\" width=\"" << cell_w << "\" height=\"" << kCellHeight
+          << "\" fill=\"" << fill << "\"><title>" << XmlEscape(row.name) << " @ " << TickLabel(c.x) << ": "
+          << value << "</title></rect>\n";
+    }
+  }
+  svg << "</g>\n";
+
+  // Column labels: as many as fit without overlapping (about 44 px apart).
+  const int every = std::max(1, (44 + cell_w - 1) / cell_w);
+  const int label_y = kTop + grid_h + 14;
+  svg << "<g class=\"column-labels\">\n";
+  for (int i = 0; i < columns; i += every) {
+    svg << "<text class=\"column-label\" x=\"" << left + i * cell_w + cell_w / 2 << "\" y=\"" << label_y
+        << "\" text-anchor=\"middle\">" << TickLabel(xs[static_cast<size_t>(i)]) << "</text>\n";
+  }
+  svg << "</g>\n";
+  svg << "<text class=\"axis-label x-label\" x=\"" << left + grid_w / 2 << "\" y=\"" << label_y + 20
+      << "\" text-anchor=\"middle\">" << XmlEscape(options.x_label) << "</text>\n";
+
+  // Legend: a bar of colour steps, high at the top, ends and middle labelled.
+  constexpr int kSteps = 24;
+  const int lx = left + grid_w + 24;
+  svg << "<g class=\"colour-legend\">\n<text class=\"legend-title\" x=\"" << lx << "\" y=\"" << kTop - 8
+      << "\">" << XmlEscape(options.value_label) << (options.log_scale ? " (log)" : "") << "</text>\n";
+  for (int k = 0; k < kSteps; ++k) {
+    const double t = 1.0 - (k + 0.5) / kSteps;
+    svg << "<rect class=\"legend-step\" x=\"" << lx << "\" y=\"" << Num(kTop + k * legend_h / double(kSteps))
+        << "\" width=\"16\" height=\"" << Num(legend_h / double(kSteps) + 0.5) << "\" fill=\""
+        << HeatmapColour(t) << "\"/>\n";
+  }
+  auto legend_text = [&](double v) {
+    return options.log_scale ? ShortNumber(std::pow(10.0, v)) : TickLabel(v);
+  };
+  const double mid = (lo + hi) / 2;
+  for (auto [v, y] : {std::pair<double, double>{hi, kTop + 8.0}, {mid, kTop + legend_h / 2.0 + 4},
+                      {lo, kTop + legend_h - 0.0}}) {
+    svg << "<text class=\"legend-label\" x=\"" << lx + 22 << "\" y=\"" << Num(y) << "\">" << legend_text(v)
+        << "</text>\n";
+  }
+  if (options.log_scale) {
+    svg << "<rect class=\"legend-nonpositive\" x=\"" << lx << "\" y=\"" << kTop + legend_h + 10
+        << "\" width=\"16\" height=\"10\" fill=\"#bbbbbb\"/><text x=\"" << lx + 22 << "\" y=\""
+        << kTop + legend_h + 19 << "\">0</text>\n";
+  }
+  svg << "</g>\n</svg>\n";
+  return svg.str();
+}
+
 }  // namespace madam::server

@@ -65,6 +65,44 @@ struct LinePlotOptions {
 // appearance). Text is XML-escaped.
 std::string RenderLinePlot(const std::vector<PlotPanel>& panels, const LinePlotOptions& options);
 
+// ---- Heatmap: a value per (row, column), e.g. per-layer telemetry ----
+// Rows (top to bottom, in the given order) are named by a label at the left;
+// columns are the union of the x values of every row's cells, ascending,
+// labelled under the grid. Each cell with a finite value is one
+//   <rect class="cell" data-row=NAME data-x=X data-value=V fill=COLOUR ...>
+// (a row without a value at a column leaves that cell empty: no rect).
+// Colours run from dark blue (domain low) through green to yellow (high),
+// on a log10 scale when HeatmapOptions::log_scale (values <= 0 are then
+// drawn grey, class "cell nonpositive", below any colour). The domain is
+// [min, max] of the values unless HeatmapOptions::min/max set it. A legend bar
+// (<g class="colour-legend">) with labelled ends and middle sits to the right.
+// No rows (or no cells): an SVG with <text class="empty"> saying
+// HeatmapOptions::empty_text, never an error.
+struct HeatmapCell {
+  double x = 0;      // column key (e.g. a step)
+  double value = 0;  // non-finite: no cell
+};
+
+struct HeatmapRow {
+  std::string name;
+  std::vector<HeatmapCell> cells;
+};
+
+struct HeatmapOptions {
+  std::string title;
+  std::string x_label;        // under the column labels
+  std::string value_label;    // the legend's title
+  bool log_scale = false;
+  std::optional<double> min;  // domain; nullopt: from the data
+  std::optional<double> max;
+  std::string empty_text = "no data";
+};
+
+std::string RenderHeatmap(const std::vector<HeatmapRow>& rows, const HeatmapOptions& options);
+
+// The heatmap's colour for t in [0, 1] (clamped) as "#rrggbb".
+std::string HeatmapColour(double t);
+
 // Escapes & < > " ' for XML text and attribute values.
 std::string XmlEscape(std::string_view text);
 

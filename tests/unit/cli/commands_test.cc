@@ -385,6 +385,60 @@ TEST_F(MadamctlTest, ShowPrintsKeyValueLines) {
   EXPECT_NE(out.find("metric:         test/error (minimize)\n"), std::string::npos) << out;
 }
 
+TEST_F(MadamctlTest, ShowGivesDeviceHoursMedianRunAndEta) {
+  fake_->get_sweep = [](auto&, v1::Sweep* s) {
+    *s = MakeSweep("sw-3", "running", 2, 0, 2, 0, 0, 0);
+    return grpc::Status::OK;
+  };
+  fake_->list_runs = [](auto&, v1::ListRunsResponse* r) {
+    // Two finished runs of 30 and 50 minutes (median 40), two pending.
+    for (int64_t minutes : {30, 50}) {
+      v1::Run* run = r->add_runs();
+      run->set_state(v1::RUN_STATE_SUCCEEDED);
+      (*run->mutable_params())["task"].set_text("fmnist-mlp");
+      run->set_started_at_ms(1'000'000);
+      run->set_ended_at_ms(1'000'000 + minutes * 60'000);
+    }
+    for (int i = 0; i < 2; ++i) {
+      v1::Run* run = r->add_runs();
+      run->set_state(v1::RUN_STATE_PENDING);
+      (*run->mutable_params())["task"].set_text("fmnist-mlp");
+    }
+    return grpc::Status::OK;
+  };
+  fake_->list_workers = [](auto&, v1::ListWorkersResponse* r) {
+    v1::Worker* w = r->add_workers();
+    w->set_device("cuda:0");
+    w->set_connected(true);
+    v1::Worker* gone = r->add_workers();
+    gone->set_device("cpu");
+    gone->set_connected(false);
+    return grpc::Status::OK;
+  };
+  ASSERT_EQ(Run({"sweep", "show", "sw-3"}), kExitOk) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_NE(out.find("device_hours:   1.333\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("median_run:     fmnist-mlp 40 min\n"), std::string::npos) << out;
+  // Two pending runs of 40 min on the one connected device: 80 min.
+  EXPECT_NE(out.find("eta:            80 min on 1 device(s)\n"), std::string::npos) << out;
+  out_.str("");
+  ASSERT_EQ(Run({"--json", "sweep", "show", "sw-3"}), kExitOk);
+  Json j = Json::parse(out_.str());
+  EXPECT_DOUBLE_EQ(j["cost"]["device_seconds"].get<double>(), 4800);
+  EXPECT_DOUBLE_EQ(j["cost"]["eta_seconds"].get<double>(), 4800);
+  EXPECT_EQ(j["cost"]["slots"], 1);
+}
+
+TEST_F(MadamctlTest, ShowSaysWhyCostIsUnavailable) {
+  fake_->get_sweep = [](auto&, v1::Sweep* s) {
+    *s = MakeSweep("sw-3", "running", 1, 0, 0, 0, 0, 0);
+    return grpc::Status::OK;
+  };
+  fake_->list_runs = [](auto&, auto*) { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "store down"); };
+  ASSERT_EQ(Run({"sweep", "show", "sw-3"}), kExitOk);
+  EXPECT_NE(out_.str().find("cost:           unavailable (cannot list runs: store down)\n"), std::string::npos) << out_.str();
+}
+
 TEST_F(MadamctlTest, ShowOfAnUnknownSweepPassesTheServerMessage) {
   fake_->get_sweep = [](auto&, auto*) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "no sweep \"sw-x\"");

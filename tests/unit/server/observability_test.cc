@@ -304,6 +304,79 @@ TEST_F(HttpServerTest, PromotedSweepLinksItsParentAndLegendsReadShortNumbers) {
   EXPECT_EQ(svg.find(">469</text>"), std::string::npos);
 }
 
+TEST_F(HttpServerTest, LayerHeatmapClaimsAndCostOfARun) {
+  auto sweep = store_->CreateSweep(MakeSweep(2));
+  ASSERT_TRUE(sweep.ok());
+  auto worker = store_->RegisterWorker("w", "cpu");
+  ASSERT_TRUE(worker.ok());
+  auto lease = store_->AcquireRun(worker->id, "cpu", 300);
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  const std::string run = (*lease)->run_id;
+  ASSERT_TRUE(store_->AppendMetrics(run, (*lease)->lease_epoch,
+                                    {{"layer/fc1.weight/relative_update", 5, 0.01, 1},
+                                     {"layer/fc1.weight/relative_update", 10, 0.002, 2},
+                                     {"layer/fc2.weight/relative_update", 10, 0.03, 2},
+                                     {"layer/fc1.weight/at_bound_fraction", 10, 0.25, 2},
+                                     {"optim/relative_update", 10, 0.01, 2},
+                                     {"train/loss", 10, 0.4, 2}},
+                                    (*lease)->holder())
+                  .ok());
+  const std::string base = "/api/v1/runs/" + run + "/layers.svg";
+  const std::string svg = Get(base);
+  EXPECT_EQ(svg.rfind("HTTP/1.1 200", 0), 0u) << svg.substr(0, 300);
+  EXPECT_NE(svg.find("image/svg+xml"), std::string::npos);
+  EXPECT_NE(svg.find("data-row=\"fc1.weight\" data-x=\"5\" data-value=\"0.01\""), std::string::npos) << svg;
+  EXPECT_NE(svg.find("data-row=\"fc1.weight\" data-x=\"10\" data-value=\"0.002\""), std::string::npos);
+  EXPECT_NE(svg.find("data-row=\"fc2.weight\" data-x=\"10\" data-value=\"0.03\""), std::string::npos);
+  EXPECT_EQ(svg.find("data-row=\"optim"), std::string::npos) << "not a layer metric";
+  EXPECT_NE(svg.find("relative_update (log)"), std::string::npos);
+  const std::string bound = Get(base + "?metric=at_bound_fraction");
+  EXPECT_NE(bound.find("data-row=\"fc1.weight\" data-x=\"10\" data-value=\"0.25\""), std::string::npos) << bound;
+  EXPECT_EQ(bound.find("data-row=\"fc2.weight\""), std::string::npos);
+  const std::string levels = Get(base + "?metric=level_top_fraction");
+  EXPECT_EQ(levels.rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_NE(levels.find("class=\"empty\""), std::string::npos) << levels;
+  const std::string bad = Get(base + "?metric=train%2Floss");
+  EXPECT_EQ(bad.rfind("HTTP/1.1 400", 0), 0u) << bad;
+  EXPECT_NE(Body(bad).find("train/loss"), std::string::npos) << bad;
+  EXPECT_EQ(Get("/api/v1/runs/nosuch/layers.svg").rfind("HTTP/1.1 404", 0), 0u);
+
+  // Device-seconds: 40 s to the end of the first run, then 5 s into the second.
+  clock_.AdvanceSeconds(40);
+  CompleteRequest done;
+  done.run_id = run;
+  done.lease_epoch = (*lease)->lease_epoch;
+  done.final = {{"test/error", 0.1}};
+  done.holder = (*lease)->holder();
+  ASSERT_TRUE(store_->CompleteRun(done).ok());
+  const std::string series = "madam_sweep_device_seconds_total{sweep=\"" + sweep->id + "\"}";
+  EXPECT_DOUBLE_EQ(Sample(Scrape(), series), 40);
+  auto second = store_->AcquireRun(worker->id, "cpu", 300);
+  ASSERT_TRUE(second.ok() && second->has_value());
+  clock_.AdvanceSeconds(5);
+  EXPECT_DOUBLE_EQ(Sample(Scrape(), series), 45);
+
+  auto shown = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + sweep->id)));
+  ASSERT_TRUE(shown["cost"].is_object()) << shown.dump();
+  EXPECT_DOUBLE_EQ(shown["cost"]["median_run_seconds"]["synthetic-mlp"].get<double>(), 40);
+  EXPECT_GE(shown["cost"]["device_seconds"].get<double>(), 40);
+
+  auto claims = nlohmann::json::parse(Body(Get("/api/v1/sweeps/" + sweep->id + "/claims")));
+  ASSERT_EQ(claims["claims"].size(), 5u) << claims.dump();
+  EXPECT_EQ(claims["claims"][0]["id"], "madam_best_lr");
+  EXPECT_TRUE(claims["claims"][0].contains("paper"));
+  EXPECT_EQ(Get("/api/v1/sweeps/nosuch/claims").rfind("HTTP/1.1 404", 0), 0u);
+
+  // The sweep ends: its device-seconds series goes.
+  CompleteRequest end;
+  end.run_id = (*second)->run_id;
+  end.lease_epoch = (*second)->lease_epoch;
+  end.final = {{"test/error", 0.2}};
+  end.holder = (*second)->holder();
+  ASSERT_TRUE(store_->CompleteRun(end).ok());
+  EXPECT_TRUE(std::isnan(Sample(Scrape(), series)));
+}
+
 TEST_F(HttpServerTest, RefusesBadRequests) {
   EXPECT_EQ(Get("/nope").rfind("HTTP/1.1 404", 0), 0u);
   EXPECT_EQ(Get("/api/v1/sweeps/sw-00000000").rfind("HTTP/1.1 404", 0), 0u);

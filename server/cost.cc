@@ -1,0 +1,121 @@
+#include "server/cost.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace madam::server {
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string Kind(const std::string& device) {
+  const size_t colon = device.find(':');
+  return colon == std::string::npos ? device : device.substr(0, colon);
+}
+
+}  // namespace
+
+SweepCost ComputeSweepCost(const std::vector<RunTiming>& runs, const std::vector<WorkerDevices>& workers,
+                           const std::string& sweep_device, int64_t max_concurrent, int64_t now_ms,
+                           int64_t fresh_ms) {
+  SweepCost cost;
+  std::map<std::string, std::vector<double>> finished;
+  std::vector<double> all_finished;
+  for (const RunTiming& r : runs) {
+    if (r.state == RunState::kPending) ++cost.pending;
+    if (r.state == RunState::kRunning) ++cost.running;
+    if (r.started_at_ms <= 0) continue;
+    double seconds = 0;
+    if (r.state == RunState::kRunning) {
+      seconds = std::max<int64_t>(0, now_ms - r.started_at_ms) / 1000.0;
+    } else if (IsTerminal(r.state) && r.ended_at_ms >= r.started_at_ms) {
+      seconds = (r.ended_at_ms - r.started_at_ms) / 1000.0;
+    }
+    cost.device_seconds += seconds;
+    if (r.state == RunState::kSucceeded || r.state == RunState::kDiverged) {
+      if (r.ended_at_ms < r.started_at_ms) continue;
+      finished[r.task].push_back(seconds);
+      all_finished.push_back(seconds);
+    }
+  }
+  for (const auto& [task, times] : finished) cost.median_run_seconds[task] = Median(times);
+
+  for (const WorkerDevices& w : workers) {
+    if (now_ms - w.last_seen_ms > fresh_ms || w.device.empty()) continue;
+    size_t start = 0;
+    while (start <= w.device.size()) {
+      size_t end = w.device.find(',', start);
+      if (end == std::string::npos) end = w.device.size();
+      const std::string kind = Kind(w.device.substr(start, end - start));
+      if (sweep_device == "any" || sweep_device.empty() || kind == sweep_device) ++cost.slots;
+      start = end + 1;
+    }
+  }
+  if (max_concurrent > 0) cost.slots = std::min(cost.slots, max_concurrent);
+
+  const int64_t left = cost.pending + cost.running;
+  if (left == 0) {
+    cost.eta_seconds = 0;
+    return cost;
+  }
+  if (all_finished.empty()) {
+    cost.eta_unknown_because = "no run has finished yet";
+    return cost;
+  }
+  if (cost.slots == 0) {
+    cost.eta_unknown_because = "no connected worker takes its runs";
+    return cost;
+  }
+  const double overall = Median(all_finished);
+  auto median_of = [&](const std::string& task) {
+    auto it = cost.median_run_seconds.find(task);
+    return it == cost.median_run_seconds.end() ? overall : it->second;
+  };
+  double remaining = 0;
+  for (const RunTiming& r : runs) {
+    if (r.state == RunState::kPending) remaining += median_of(r.task);
+    if (r.state == RunState::kRunning) {
+      const double elapsed = r.started_at_ms > 0 ? std::max<int64_t>(0, now_ms - r.started_at_ms) / 1000.0 : 0;
+      remaining += std::max(0.0, median_of(r.task) - elapsed);
+    }
+  }
+  cost.eta_seconds = remaining / static_cast<double>(std::min(cost.slots, left));
+  return cost;
+}
+
+Result<SweepCost> LoadSweepCost(Store& store, const SweepRow& sweep, int64_t now_ms) {
+  auto runs = store.ListRuns(sweep.id);
+  if (!runs.ok()) return runs.status();
+  auto workers = store.ListWorkers();
+  if (!workers.ok()) return workers.status();
+  std::vector<RunTiming> timings;
+  timings.reserve(runs->size());
+  for (const RunRow& r : *runs) {
+    auto task = r.params.find("task");
+    timings.push_back({task != r.params.end() && task->second.is_string() ? task->second.text : "",
+                       r.state, r.started_at_ms, r.ended_at_ms});
+  }
+  std::vector<WorkerDevices> devices;
+  for (const WorkerRow& w : *workers) devices.push_back({w.device, w.last_seen_ms});
+  return ComputeSweepCost(timings, devices, sweep.device, sweep.max_concurrent, now_ms);
+}
+
+std::string DurationText(double seconds) {
+  char buf[32];
+  if (!std::isfinite(seconds) || seconds < 0) return "unknown";
+  if (seconds < 90) {
+    std::snprintf(buf, sizeof buf, "%.0f s", seconds);
+  } else if (seconds < 5400) {
+    std::snprintf(buf, sizeof buf, "%.0f min", seconds / 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
+  }
+  return buf;
+}
+
+}  // namespace madam::server
