@@ -123,9 +123,7 @@ def main():
         stack.start_worker("w2")
         globals()["scenario_" + scenario](stack)
     except Exception:
-        print("madamd output (last lines):\n" + "\n".join(stack.madamd.lines[-20:] if stack.madamd else []))
-        for w in stack.workers:
-            print(f"{w.name} output (last lines):\n" + "\n".join(w.lines[-15:]))
+        stack.print_logs(20)
         raise
     finally:
         stack.close()

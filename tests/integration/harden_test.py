@@ -286,9 +286,7 @@ def main():
         stack.start_madamd()
         globals()["scenario_" + scenario](stack)
     except Exception:
-        print("madamd output (last lines):\n" + "\n".join(stack.madamd.lines[-25:] if stack.madamd else []))
-        for w in stack.workers:
-            print(f"{w.name} output (last lines):\n" + "\n".join(w.lines[-25:]))
+        stack.print_logs(25)
         raise
     finally:
         stack.close()

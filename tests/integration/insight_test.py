@@ -201,9 +201,7 @@ def main():
         check(cost and abs(float(cost.group(1)) - spent) < 1e-6 and "device-hours" in cost.group(2),
               f"the sweep page's cost line: {cost and cost.group(0)}")
     except Exception:
-        print("madamd output (last lines):\n" + "\n".join(stack.madamd.lines[-20:] if stack.madamd else []))
-        for w in stack.workers:
-            print(f"{w.name} output (last lines):\n" + "\n".join(w.lines[-15:]))
+        stack.print_logs(20)
         raise
     finally:
         stack.close()

@@ -107,6 +107,12 @@ class Stack:
         self.workers.append(w)
         return w
 
+    def print_logs(self, lines=20):
+        """The last output lines of madamd and of every worker, for a failed test."""
+        print("madamd output (last lines):\n" + "\n".join(self.madamd.lines[-lines:] if self.madamd else []))
+        for w in self.workers:
+            print(f"{w.name} output (last lines):\n" + "\n".join(w.lines[-lines:]))
+
     def close(self):
         for w in self.workers:
             w.kill()

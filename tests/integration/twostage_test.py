@@ -300,9 +300,7 @@ def main():
         check(not any(re.search(r"\d{6,}", l) for l in legends), f"a legend has a long number: {legends}")
         check(f'href="#/sweep/{promoted}"' in dom, "the Figure 1 page does not link to its promoted sweep")
     except Exception:
-        print("madamd output (last lines):\n" + "\n".join(stack.madamd.lines[-20:] if stack.madamd else []))
-        for w in stack.workers:
-            print(f"{w.name} output (last lines):\n" + "\n".join(w.lines[-15:]))
+        stack.print_logs(20)
         raise
     finally:
         stack.close()

@@ -29,22 +29,11 @@ namespace {
 namespace fs = std::filesystem;
 using namespace madam::worker::testing;
 
-class ScratchDirTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("madam_cgan_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
-
 // Feature files and --fid-model files in a scratch directory.
-class FidFilesTest : public ScratchDirTest {};
+class FidFilesTest : public ScratchDirTest {
+ protected:
+  FidFilesTest() : ScratchDirTest("madam_cgan_test") {}
+};
 
 // ---- the Fréchet distance -------------------------------------------------
 
@@ -275,6 +264,7 @@ class CollectingSink : public MetricSink {
 
 class CganTaskTest : public ScratchDirTest {
  protected:
+  CganTaskTest() : ScratchDirTest("madam_cgan_test") {}
   void SetUp() override {
     ScratchDirTest::SetUp();
     WriteCifar10Dir(Path("cifar"), 24, 10);  // 120 training images

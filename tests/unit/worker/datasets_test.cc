@@ -15,18 +15,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace madam::worker::testing;
 
-class DatasetsTest : public ::testing::Test {
+class DatasetsTest : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("madam_datasets_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  DatasetsTest() : ScratchDirTest("madam_datasets_test") {}
 };
 
 TEST_F(DatasetsTest, ReadsIdxImagesFromGzip) {

@@ -2,7 +2,10 @@
 // (idx.gz, CIFAR binary, WikiText tokens), for tests. Torch-free.
 #pragma once
 
+#include <unistd.h>
 #include <zlib.h>
+
+#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -12,6 +15,26 @@
 #include <vector>
 
 namespace madam::worker::testing {
+
+// A fresh directory per test (named after the suite's prefix, the process and
+// the test), removed afterwards.
+class ScratchDirTest : public ::testing::Test {
+ protected:
+  explicit ScratchDirTest(std::string prefix) : prefix_(std::move(prefix)) {}
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           (prefix_ + "_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+
+ private:
+  std::string prefix_;
+};
 
 inline void PutBigEndian32(std::string& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xff));

@@ -53,18 +53,9 @@ WorkerOptions CpuOptions(const std::string& data_dir = "") {
   return o;
 }
 
-class TrainerTest : public ::testing::Test {
+class TrainerTest : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("madam_trainer_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  TrainerTest() : ScratchDirTest("madam_trainer_test") {}
 };
 
 // A run as the worker resolves it: the task's recipe, then `extra`.
