@@ -3,10 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cctype>
 #include <optional>
 #include <thread>
@@ -148,6 +151,12 @@ struct HttpServer::Impl {
   // they keep alive) are destroyed while those are still valid.
   net::io_context ioc;
   std::optional<tcp::acceptor> acceptor;
+  // Waits out an accept error (EMFILE: no file descriptor left) before the
+  // next accept, instead of spinning on it; doubles from 50 ms to 1 s and
+  // resets on the next good accept. Touched only by the accept chain, which
+  // has one handler pending at a time.
+  std::optional<net::steady_timer> accept_backoff;
+  std::chrono::milliseconds accept_delay{0};
   std::vector<std::thread> threads;
 
   void Accept();
@@ -335,13 +344,26 @@ class Session : public std::enable_shared_from_this<Session> {
 void HttpServer::Impl::Accept() {
   acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted) return;  // stopping
-    if (!ec) {
-      if (connections.load() >= options.max_connections) {
-        beast::error_code ignored;
-        socket.close(ignored);
-      } else {
-        std::make_shared<Session>(std::move(socket), this)->Start();
-      }
+    if (ec) {
+      // Out of descriptors (or another resource): the pending connection
+      // stays in the kernel's backlog. Back off so the loop does not spin,
+      // and try again once sessions have closed.
+      const bool first = accept_delay.count() == 0;
+      accept_delay = std::min(std::chrono::milliseconds(1000),
+                              first ? std::chrono::milliseconds(50) : accept_delay * 2);
+      if (first) spdlog::warn("http: accept failed ({}); backing off", ec.message());
+      accept_backoff->expires_after(accept_delay);
+      accept_backoff->async_wait([this](beast::error_code wait_ec) {
+        if (wait_ec != net::error::operation_aborted) Accept();
+      });
+      return;
+    }
+    accept_delay = std::chrono::milliseconds(0);
+    if (connections.load() >= options.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(socket), this)->Start();
     }
     Accept();
   });
@@ -403,6 +425,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
   if (ec) return fail("listen on");
   impl->host = ip.to_string();
   impl->port = impl->acceptor->local_endpoint().port();
+  impl->accept_backoff.emplace(impl->ioc);
   impl->Accept();
   for (int i = 0; i < options.threads; ++i) {
     impl->threads.emplace_back([ioc = &impl->ioc] { ioc->run(); });

@@ -38,4 +38,9 @@ std::map<std::string, LiveRun> LiveRunTable::Snapshot() const {
   return runs_;
 }
 
+size_t LiveRunTable::Size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return runs_.size();
+}
+
 }  // namespace madam::server

@@ -34,6 +34,8 @@ class LiveRunTable {
   void Remove(const std::string& run_id);
   std::optional<LiveRun> Get(const std::string& run_id) const;
   std::map<std::string, LiveRun> Snapshot() const;
+  // Runs in the table now: the runs reporting to this coordinator.
+  size_t Size() const;
 
  private:
   mutable std::mutex mu_;

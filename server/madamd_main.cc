@@ -33,6 +33,7 @@ struct MadamdOptions {
   std::string http = "127.0.0.1:7071";  // dashboard, /metrics, /api/v1; empty: none
   std::string db = "madam.db";
   int64_t lease_seconds = 30;
+  double metric_calls_per_second = 2000;
   int64_t max_leases_per_worker = 0;  // 0: one per device the worker registered
   std::string checkpoint_dir;
   bool insecure = false;       // gRPC beyond loopback without tokens
@@ -92,18 +93,37 @@ class LeaseReaper {
       } else if (*reclaimed > 0) {
         spdlog::info("reclaimed {} expired lease(s)", *reclaimed);
       }
+      if (auto purged = store_->PurgeRerunMetrics(); !purged.ok()) {
+        spdlog::warn("deleting the old metrics of rerun runs failed: {}", purged.status().ToString());
+      }
+      if (++ticks_ % kPruneEveryTicks == 0) {
+        auto pruned = store_->PruneIdleWorkers(kWorkerIdleMillis);
+        if (!pruned.ok()) {
+          spdlog::warn("pruning idle workers failed: {}", pruned.status().ToString());
+        } else if (*pruned > 0) {
+          spdlog::info("forgot {} worker(s) not seen for a day", *pruned);
+        }
+      }
       // Forget live entries of runs that are no longer running.
-      for (const auto& [run_id, unused] : live_->Snapshot()) {
-        auto run = store_->GetRun(run_id);
-        if (!run.ok() || run->state != madam::server::RunState::kRunning) live_->Remove(run_id);
+      // One read for the whole fleet, not one per run.
+      if (auto running = store_->RunningRunIds(); running.ok()) {
+        for (const auto& [run_id, unused] : live_->Snapshot()) {
+          if (running->count(run_id) == 0) live_->Remove(run_id);
+        }
       }
       lock.lock();
     }
   }
 
+  // Workers not seen for a day, holding no lease, are forgotten (section 9),
+  // checked every 100 ticks.
+  static constexpr int64_t kWorkerIdleMillis = int64_t{24} * 3600 * 1000;
+  static constexpr int64_t kPruneEveryTicks = 100;
+
   madam::server::Store* store_;
   madam::server::LiveRunTable* live_;
   std::chrono::milliseconds period_;
+  int64_t ticks_ = 0;  // reaper thread only
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
@@ -125,6 +145,11 @@ int main(int argc, char** argv) {
   app.add_option("--lease-seconds", opts.lease_seconds, "lease duration; workers heartbeat every third")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+  app.add_option("--metric-calls-per-second", opts.metric_calls_per_second,
+                 "ReportMetrics calls per second the whole fleet should stay under: workers are "
+                 "advised to space their uploads to share it (0: no such advice)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--max-leases-per-worker", opts.max_leases_per_worker,
                  "RUNNING leases one worker may hold (0: one per device it registered)")
       ->capture_default_str()
@@ -242,6 +267,7 @@ int main(int argc, char** argv) {
   madam::server::WorkerServiceOptions worker_options;
   worker_options.lease_seconds = opts.lease_seconds;
   worker_options.checkpoint_dir = opts.checkpoint_dir;
+  worker_options.metric_calls_per_second = opts.metric_calls_per_second;
   madam::server::WorkerService worker(store->get(), &live, worker_options);
 
   grpc::ServerBuilder builder;
@@ -259,6 +285,10 @@ int main(int argc, char** argv) {
   // Connections that never finish the (TLS) handshake are dropped.
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  // A connection with no call for 15 minutes is closed (section 9): a
+  // working worker calls every few seconds and a watch is a call, so only
+  // abandoned connections go; a client reconnects on its next call.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 15 * 60 * 1000);
   // gRPC sets SO_REUSEPORT by default, which lets a second process bind the
   // same port and silently take half the connections: refuse to share.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

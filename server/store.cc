@@ -1,37 +1,26 @@
 #include "server/store.h"
 
-#include "common/param_json.h"
-
-#include <fcntl.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <sys/file.h>
-#include <sys/random.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstring>
 #include <cctype>
 #include <chrono>
-#include <cmath>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <functional>
 #include <future>
 #include <mutex>
 #include <random>
 #include <set>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "server/lease_rules.h"
 #include "server/sqlite.h"
+#include "server/sqlite_executor.h"
+#include "server/store_codecs.h"
+#include "server/store_schema.h"
 
 namespace madam::server {
 
@@ -40,372 +29,12 @@ namespace {
 using json = nlohmann::json;
 using sqlite::Db;
 using sqlite::Statement;
+using sqlite::StatementCache;
 
-// ---------------------------------------------------------------------------
-// Schema. Each entry upgrades the database from version i to i + 1; the
-// version lives in PRAGMA user_version. Append, never edit a shipped entry.
-// Times are integer milliseconds since the Unix epoch, except metrics.time
-// (the worker's seconds, as reported).
-constexpr const char* kMigrations[] = {
-    // 1: initial schema.
-    R"sql(
-CREATE TABLE meta(
-  key   TEXT PRIMARY KEY,
-  value INTEGER NOT NULL
-) WITHOUT ROWID;
-INSERT INTO meta(key, value) VALUES ('lease_epoch', 0);
-
-CREATE TABLE sweeps(
-  seq             INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order
-  id              TEXT NOT NULL UNIQUE,
-  name            TEXT NOT NULL,
-  spec_text       TEXT NOT NULL,
-  spec_json       TEXT NOT NULL DEFAULT '',
-  metric_name     TEXT NOT NULL,
-  metric_goal     TEXT NOT NULL,
-  device          TEXT NOT NULL,
-  max_concurrent  INTEGER NOT NULL,
-  max_attempts    INTEGER NOT NULL,
-  state           TEXT NOT NULL,
-  created_at      INTEGER NOT NULL,
-  idempotency_key TEXT UNIQUE
-);
-CREATE INDEX sweeps_by_state ON sweeps(state, seq);
-
-CREATE TABLE runs(
-  id                TEXT PRIMARY KEY,
-  sweep_id          TEXT NOT NULL,
-  idx               INTEGER NOT NULL,
-  params_json       TEXT NOT NULL,
-  labels_json       TEXT NOT NULL,
-  state             TEXT NOT NULL,
-  attempts          INTEGER NOT NULL DEFAULT 0,
-  lease_epoch       INTEGER NOT NULL DEFAULT 0,
-  lease_worker      TEXT NOT NULL DEFAULT '',
-  lease_request     TEXT NOT NULL DEFAULT '',     -- the AcquireRun request id of the grant
-  lease_expires_at  INTEGER NOT NULL DEFAULT 0,
-  cancel_requested  INTEGER NOT NULL DEFAULT 0,
-  last_error        TEXT NOT NULL DEFAULT '',
-  final_json        TEXT NOT NULL DEFAULT '{}',
-  resume_checkpoint TEXT NOT NULL DEFAULT '',
-  completed_epoch   INTEGER NOT NULL DEFAULT 0,   -- epoch of the last CompleteRun
-  completed_outcome TEXT NOT NULL DEFAULT '',     -- its outcome, for duplicates
-  started_at        INTEGER NOT NULL DEFAULT 0,
-  ended_at          INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX runs_by_sweep_state ON runs(sweep_id, state, idx);
-CREATE INDEX runs_running_by_expiry ON runs(lease_expires_at) WHERE state = 'RUNNING';
-CREATE INDEX runs_running_by_worker ON runs(lease_worker) WHERE state = 'RUNNING';
-
-CREATE TABLE metrics(
-  run_id TEXT NOT NULL,
-  name   TEXT NOT NULL,
-  step   INTEGER NOT NULL,
-  value  REAL,             -- NULL stands for NaN
-  time   REAL NOT NULL,
-  PRIMARY KEY (run_id, name, step)
-) WITHOUT ROWID;
-
-CREATE TABLE workers(
-  id            TEXT PRIMARY KEY,
-  name          TEXT NOT NULL,
-  device        TEXT NOT NULL,
-  info          TEXT NOT NULL DEFAULT '',
-  registered_at INTEGER NOT NULL,
-  last_seen     INTEGER NOT NULL
-);
-)sql",
-    // 2: promoted sweeps (ARCHITECTURE.md section 4, "Two stages"): the
-    // parent of a stage-2 sweep and why each of its cells is what it is.
-    // A table of its own, so sweeps' columns (and their readers) stay as
-    // they were; IF NOT EXISTS so that it commutes with other migrations.
-    R"sql(
-CREATE TABLE IF NOT EXISTS sweep_lineage(
-  sweep_id  TEXT PRIMARY KEY,
-  parent_id TEXT NOT NULL,
-  reasons   TEXT NOT NULL DEFAULT '[]'   -- JSON array of strings
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sweep_lineage_by_parent ON sweep_lineage(parent_id);
-)sql",
-    // 3: leases bound to their holder (ARCHITECTURE.md section 5): the
-    // SHA-256 of the grant's secret, and whether the lease has charged its
-    // attempt yet (rows from version 1 were charged at grant).
-    R"sql(
-ALTER TABLE runs ADD COLUMN lease_secret_hash TEXT NOT NULL DEFAULT '';
-ALTER TABLE runs ADD COLUMN lease_charged INTEGER NOT NULL DEFAULT 1;
-)sql",
-};
-constexpr int64_t kLatestSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 constexpr int kRunIndexDigits = 5;
 
-const char* StoredState(RunState s) {
-  switch (s) {
-    case RunState::kPending: return "PENDING";
-    case RunState::kRunning: return "RUNNING";
-    case RunState::kSucceeded: return "SUCCEEDED";
-    case RunState::kDiverged: return "DIVERGED";
-    case RunState::kFailed: return "FAILED";
-    case RunState::kCancelled: return "CANCELLED";
-  }
-  return "UNKNOWN";
-}
-
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
-
-// ---- JSON encodings of the run columns ----
-
-// Run parameters in the one JSON encoding of common/param_json.h.
-std::string ParamsToJson(const RunParams& params) { return ParamsToJsonObject(params).dump(); }
-
-RunParams ParamsFromJson(const std::string& text) {
-  return ParamsFromJsonObject(json::parse(text, nullptr, /*allow_exceptions=*/false));
-}
-
-std::string LabelsToJson(const std::map<std::string, std::string>& labels) {
-  json j = json::object();
-  for (const auto& [k, v] : labels) j[k] = v;
-  return j.dump();
-}
-
-std::map<std::string, std::string> LabelsFromJson(const std::string& text) {
-  std::map<std::string, std::string> labels;
-  json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) return labels;
-  for (const auto& [k, v] : j.items()) labels[k] = v.is_string() ? v.get<std::string>() : v.dump();
-  return labels;
-}
-
-// JSON has no non-finite numbers: they are written as the strings "nan",
-// "inf" and "-inf" and read back as such.
-std::string FinalToJson(const std::map<std::string, double>& final) {
-  json j = json::object();
-  for (const auto& [k, v] : final) {
-    if (std::isnan(v)) {
-      j[k] = "nan";
-    } else if (std::isinf(v)) {
-      j[k] = v > 0 ? "inf" : "-inf";
-    } else {
-      j[k] = v;
-    }
-  }
-  return j.dump();
-}
-
-std::map<std::string, double> FinalFromJson(const std::string& text) {
-  std::map<std::string, double> final;
-  json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) return final;
-  for (const auto& [k, v] : j.items()) {
-    if (v.is_number()) {
-      final[k] = v.get<double>();
-    } else if (v.is_string()) {
-      const std::string s = v.get<std::string>();
-      final[k] = s == "inf" ? HUGE_VAL : s == "-inf" ? -HUGE_VAL : std::nan("");
-    } else {
-      final[k] = std::nan("");
-    }
-  }
-  return final;
-}
-
-std::string DeviceKind(const std::string& device) {
-  auto colon = device.find(':');
-  return colon == std::string::npos ? device : device.substr(0, colon);
-}
-
-// Devices a worker registered: its device string is one device or a
-// comma-separated list of them.
-int64_t DeviceCount(const std::string& device) {
-  return 1 + static_cast<int64_t>(std::count(device.begin(), device.end(), ','));
-}
-
-// 128 bits from the kernel's CSPRNG, as 32 hex digits.
-Result<std::string> NewLeaseSecret() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Unavailable(std::string("cannot draw a lease secret: getrandom: ") +
-                                 std::strerror(errno));
-    }
-    got += static_cast<size_t>(n);
-  }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
-
-// SHA-256 of a lease secret, as 64 hex digits: what the database keeps. The
-// secret has 128 bits of entropy, so an unkeyed hash is enough: a reader of
-// the database cannot invert it to present the secret.
-std::string HashLeaseSecret(const std::string& secret) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(secret.data(), secret.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
-    return std::string();  // never matches a stored hash (see SecretMatches)
-  }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
-}
-
-bool SecretMatches(const std::string& stored_hash, const std::string& secret) {
-  if (stored_hash.empty() || secret.empty()) return false;
-  const std::string hash = HashLeaseSecret(secret);
-  return hash.size() == stored_hash.size() &&
-         CRYPTO_memcmp(hash.data(), stored_hash.data(), hash.size()) == 0;
-}
-
-// The one refusal for a call that does not hold the lease: it names the run,
-// never the epoch or secret that would have been right.
-Status NotTheHolder(const std::string& run_id) {
-  return Status::PermissionDenied("run '" + run_id +
-                                  "': the caller does not hold this lease (wrong worker or lease "
-                                  "secret)");
-}
-
-// Prepared statements of one connection, keyed by their SQL text. Owned by
-// whoever owns the connection.
-class StatementCache {
- public:
-  explicit StatementCache(Db* db) : db_(db) {}
-  // The statement, reset and unbound, ready for use.
-  Result<Statement*> Get(const char* sql) {
-    auto it = cache_.find(sql);
-    if (it == cache_.end()) {
-      auto stmt = db_->Prepare(sql);
-      if (!stmt.ok()) return stmt.status();
-      it = cache_.emplace(sql, std::move(stmt).value()).first;
-    } else {
-      it->second.Reset();
-    }
-    return &it->second;
-  }
-
- private:
-  Db* db_;
-  std::unordered_map<std::string, Statement> cache_;
-};
-
-#define MADAM_ASSIGN_STMT(var, cache, sql)    \
-  auto var##_or = (cache).Get(sql);           \
-  if (!var##_or.ok()) return var##_or.status(); \
-  Statement& var = **var##_or
-
-// Steps a statement; evaluates to true with a row, returns the error from
-// the enclosing function otherwise.
-#define MADAM_STEP(var, stmt)                 \
-  auto var##_or = (stmt).Step();              \
-  if (!var##_or.ok()) return var##_or.status(); \
-  bool var = *var##_or
-
-constexpr const char* kRunColumns =
-    "SELECT r.id, r.sweep_id, r.idx, r.params_json, r.labels_json, r.state, r.attempts, "
-    "s.max_attempts, r.lease_epoch, r.lease_worker, r.lease_expires_at, r.cancel_requested, "
-    "r.last_error, r.final_json, r.resume_checkpoint, r.started_at, r.ended_at "
-    "FROM runs r JOIN sweeps s ON s.id = r.sweep_id ";
-
-RunRow ReadRun(const Statement& st) {
-  RunRow r;
-  r.id = st.ColumnText(0);
-  r.sweep_id = st.ColumnText(1);
-  r.index = st.ColumnInt(2);
-  r.params = ParamsFromJson(st.ColumnText(3));
-  r.labels = LabelsFromJson(st.ColumnText(4));
-  r.state = ParseRunState(st.ColumnText(5)).value_or(RunState::kFailed);
-  r.attempts = st.ColumnInt(6);
-  r.max_attempts = st.ColumnInt(7);
-  r.lease_epoch = st.ColumnInt(8);
-  r.lease_worker = st.ColumnText(9);
-  r.lease_expires_at_ms = st.ColumnInt(10);
-  r.cancel_requested = st.ColumnInt(11) != 0;
-  r.last_error = st.ColumnText(12);
-  r.final = FinalFromJson(st.ColumnText(13));
-  r.resume_checkpoint = st.ColumnText(14);
-  r.started_at_ms = st.ColumnInt(15);
-  r.ended_at_ms = st.ColumnInt(16);
-  return r;
-}
-
-constexpr const char* kSweepColumns =
-    "SELECT id, name, spec_text, spec_json, metric_name, metric_goal, device, "
-    "COALESCE(idempotency_key, ''), max_concurrent, max_attempts, state, created_at FROM sweeps ";
-
-SweepRow ReadSweep(const Statement& st) {
-  SweepRow s;
-  s.id = st.ColumnText(0);
-  s.name = st.ColumnText(1);
-  s.spec_text = st.ColumnText(2);
-  s.spec_json = st.ColumnText(3);
-  s.metric_name = st.ColumnText(4);
-  s.metric_goal = st.ColumnText(5);
-  s.device = st.ColumnText(6);
-  s.idempotency_key = st.ColumnText(7);
-  s.max_concurrent = st.ColumnInt(8);
-  s.max_attempts = st.ColumnInt(9);
-  s.state = st.ColumnText(10);
-  s.created_at_ms = st.ColumnInt(11);
-  return s;
-}
-
-// A sweep_lineage row (parent_id, reasons) into its sweep.
-void ReadLineage(const Statement& st, SweepRow* sweep) {
-  sweep->parent_sweep_id = st.ColumnText(0);
-  sweep->promotion_reasons.clear();
-  json reasons = json::parse(st.ColumnText(1), nullptr, false);
-  if (!reasons.is_array()) return;
-  for (const auto& r : reasons) {
-    if (r.is_string()) sweep->promotion_reasons.push_back(r.get<std::string>());
-  }
-}
-
-void AddCount(RunCounts* c, const std::string& stored_state, int64_t n) {
-  auto state = ParseRunState(stored_state);
-  if (!state) return;
-  switch (*state) {
-    case RunState::kPending: c->pending += n; break;
-    case RunState::kRunning: c->running += n; break;
-    case RunState::kSucceeded: c->succeeded += n; break;
-    case RunState::kDiverged: c->diverged += n; break;
-    case RunState::kFailed: c->failed += n; break;
-    case RunState::kCancelled: c->cancelled += n; break;
-  }
-}
-
-WorkerRow ReadWorker(const Statement& st) {
-  WorkerRow w;
-  w.id = st.ColumnText(0);
-  w.name = st.ColumnText(1);
-  w.device = st.ColumnText(2);
-  w.info = st.ColumnText(3);
-  w.registered_at_ms = st.ColumnInt(4);
-  w.last_seen_ms = st.ColumnInt(5);
-  w.current_run = st.ColumnText(6);
-  return w;
-}
-
-constexpr const char* kWorkerColumns =
-    "SELECT w.id, w.name, w.device, w.info, w.registered_at, w.last_seen, "
-    "COALESCE((SELECT r.id FROM runs r WHERE r.state = 'RUNNING' AND r.lease_worker = w.id "
-    "ORDER BY r.started_at DESC LIMIT 1), '') FROM workers w ";
-
-Status ConfigureConnection(Db* db, int busy_timeout_ms) {
-  if (sqlite3_busy_timeout(db->raw(), busy_timeout_ms) != SQLITE_OK) {
-    return db->Error("set busy_timeout", SQLITE_ERROR);
-  }
-  return Status::Ok();
-}
 
 }  // namespace
 
@@ -462,241 +91,32 @@ bool CheckpointNameValid(std::string_view name) {
   return true;
 }
 
-int64_t Store::LatestSchemaVersion() { return kLatestSchemaVersion; }
+int64_t Store::LatestSchemaVersion() { return madam::server::LatestSchemaVersion(); }
 
 // ---------------------------------------------------------------------------
 // Impl: the writer thread with its connection, and the reader pool.
 
 struct Store::Impl {
-  // An exclusive flock on "<db>.lock", held for the Store's life: the
-  // coordinator must be the only writer. Declared first, released last.
-  struct LockFile {
-    int fd = -1;
-    ~LockFile() {
-      if (fd >= 0) ::close(fd);
-    }
-  } lock;
-
-  // One queued mutation. `fn` runs on the writer thread inside a savepoint.
-  struct Call {
-    std::function<Status()> fn;
-    std::function<void(Status)> done;  // runs on the writer thread after commit
-    bool full_sync = true;             // needs synchronous=FULL at its commit
-  };
-
-  // A read connection with its statement cache.
-  struct Reader {
-    Db db;
-    StatementCache stmts{&db};
-  };
+  using Reader = sqlite::Executor::Reader;
 
   StoreOptions options;
   Clock* clock = nullptr;
-
-  // Writer state: touched only by the writer thread once it runs (and by
-  // Open before it starts).
-  Db writer_db;
-  std::unique_ptr<StatementCache> w;  // statements on writer_db
-  bool writer_full_sync = true;       // the connection's synchronous setting
+  // The writer, its lanes and the reader pool (server/sqlite_executor.h).
+  std::unique_ptr<sqlite::Executor> exec;
+  StatementCache* w = nullptr;  // exec's writer statements: writer thread only
   std::mt19937_64 rng{std::random_device{}() ^
                       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
 
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Call> queue;  // guarded by mu
-  bool stopping = false;   // guarded by mu
-  std::thread writer_thread;
+  // Domain counters for Stats(); the executor keeps the transaction ones.
+  std::atomic<int64_t> stat_points{0}, stat_leases_granted{0}, stat_leases_expired{0}, stat_retries{0};
 
-  // WAL checkpoints run here, on their own connection, never inside a
-  // writer commit: an automatic checkpoint would stall whichever commit
-  // crossed the threshold (and every call grouped into it) for the time it
-  // takes to copy and fsync the WAL. Passive checkpoints do not block the
-  // writer.
-  Db checkpoint_db;
-  std::thread checkpoint_thread;
-  // Its own condition variable: the writer's cv is notified one waiter at a
-  // time, and a wake-up must never go to the wrong thread.
-  std::condition_variable checkpoint_cv;
-
-  // Counters for Stats(); written by the writer thread.
-  std::atomic<int64_t> stat_transactions{0}, stat_calls{0}, stat_points{0}, stat_failed_commits{0},
-      stat_commit_nanos{0}, stat_queue_depth{0}, stat_leases_granted{0}, stat_leases_expired{0},
-      stat_retries{0};
-
-  std::mutex read_mu;
-  std::condition_variable read_cv;
-  std::vector<std::unique_ptr<Reader>> idle_readers;  // guarded by read_mu
-
-  ~Impl() { Stop(); }
-
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      stopping = true;
-    }
-    cv.notify_all();
-    checkpoint_cv.notify_all();
-    if (checkpoint_thread.joinable()) checkpoint_thread.join();
-    if (writer_thread.joinable()) writer_thread.join();
-  }
-
-  void CheckpointLoop() {
-    std::unique_lock<std::mutex> lock(mu);
-    while (!checkpoint_cv.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping; })) {
-      lock.unlock();
-      Status s = checkpoint_db.Exec("PRAGMA wal_checkpoint(PASSIVE)");
-      if (!s.ok()) spdlog::warn("store: WAL checkpoint: {}", s.ToString());
-      lock.lock();
-    }
-  }
-
-  // Queues `fn` for the writer and waits until its transaction committed
-  // (or failed).
   Status Write(std::function<Status()> fn, bool full_sync = true) {
-    auto promise = std::make_shared<std::promise<Status>>();
-    std::future<Status> done = promise->get_future();
-    WriteAsync(std::move(fn), [promise](Status s) { promise->set_value(std::move(s)); }, full_sync);
-    return done.get();
+    return exec->Write(std::move(fn), full_sync);
   }
 
-  // Queues `fn`; `done` gets its final status on the writer thread once the
-  // transaction has committed (or failed). When the store is stopping, `done`
-  // runs at once on the calling thread with UNAVAILABLE.
-  void WriteAsync(std::function<Status()> fn, std::function<void(Status)> done, bool full_sync = true) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!stopping) {
-        queue.push_back(Call{std::move(fn), std::move(done), full_sync});
-        stat_queue_depth.store(static_cast<int64_t>(queue.size()), std::memory_order_relaxed);
-        done = nullptr;
-      }
-    }
-    if (done) {
-      done(Status::Unavailable("store at '" + options.path + "' is shutting down"));
-      return;
-    }
-    // notify_all: the checkpoint thread waits on the same cv, and a single
-    // wake-up could go to it and leave the writer asleep with work queued.
-    cv.notify_all();
-  }
-
-  void WriterLoop() {
-    std::vector<Call> group;
-    std::vector<Status> results;
-    for (;;) {
-      group.clear();
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stopping || !queue.empty(); });
-        if (queue.empty()) return;  // stopping, queue drained
-        while (!queue.empty() && static_cast<int>(group.size()) < options.max_calls_per_transaction) {
-          group.push_back(std::move(queue.front()));
-          queue.pop_front();
-        }
-        stat_queue_depth.store(static_cast<int64_t>(queue.size()), std::memory_order_relaxed);
-      }
-      results.assign(group.size(), Status::Ok());
-      const auto started = std::chrono::steady_clock::now();
-      Status txn = RunGroup(group, &results);
-      const int64_t txn_nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    std::chrono::steady_clock::now() - started).count();
-      stat_commit_nanos.fetch_add(txn_nanos, std::memory_order_relaxed);
-      if (options.on_transaction) options.on_transaction(txn_nanos / 1e9);
-      stat_calls.fetch_add(static_cast<int64_t>(group.size()), std::memory_order_relaxed);
-      (txn.ok() ? stat_transactions : stat_failed_commits).fetch_add(1, std::memory_order_relaxed);
-      for (size_t i = 0; i < group.size(); ++i) {
-        Status final = txn.ok() || !results[i].ok() ? results[i] : txn;
-        try {
-          group[i].done(std::move(final));
-        } catch (const std::exception& e) {
-          spdlog::error("store: completion callback threw: {}", e.what());
-        }
-      }
-    }
-  }
-
-  // Runs every call of the group in one transaction, each in a savepoint.
-  // Returns the BEGIN/COMMIT status; per-call results go to `results`.
-  Status RunGroup(std::vector<Call>& group, std::vector<Status>* results) {
-    // synchronous is a connection setting read at COMMIT; it can only change
-    // between transactions. A FULL commit fsyncs the whole WAL, so it also
-    // makes any earlier NORMAL commits durable.
-    if (!options.fault_file.empty() && ::access(options.fault_file.c_str(), F_OK) == 0) {
-      return Status::Unavailable("sqlite error on '" + options.path +
-                                 "': attempt to write a readonly database (injected: fault file '" +
-                                 options.fault_file + "' exists)");
-    }
-    bool full = false;
-    for (const Call& call : group) full = full || call.full_sync;
-    if (full != writer_full_sync) {
-      auto pragma = w->Get(full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-      if (!pragma.ok()) return pragma.status();
-      MADAM_RETURN_IF_ERROR((*pragma)->Run());
-      writer_full_sync = full;
-    }
-    auto begin = w->Get("BEGIN IMMEDIATE");
-    if (!begin.ok()) return begin.status();
-    MADAM_RETURN_IF_ERROR((*begin)->Run());
-    for (size_t i = 0; i < group.size(); ++i) {
-      Status s = RunInSavepoint(group[i].fn);
-      (*results)[i] = s;
-    }
-    auto commit = w->Get("COMMIT");
-    Status c = commit.ok() ? (*commit)->Run() : commit.status();
-    if (!c.ok()) {
-      spdlog::error("store: commit of {} calls failed: {}", group.size(), c.ToString());
-      if (!sqlite3_get_autocommit(writer_db.raw())) (void)writer_db.Exec("ROLLBACK");
-      return c;
-    }
-    return Status::Ok();
-  }
-
-  Status RunInSavepoint(const std::function<Status()>& fn) {
-    auto sp = w->Get("SAVEPOINT call");
-    if (!sp.ok()) return sp.status();
-    MADAM_RETURN_IF_ERROR((*sp)->Run());
-    Status s;
-    try {
-      s = fn();
-    } catch (const std::exception& e) {
-      s = Status::Internal(std::string("store: unexpected exception: ") + e.what());
-    }
-    if (!s.ok()) {
-      auto rb = w->Get("ROLLBACK TO call");
-      if (rb.ok()) (void)(*rb)->Run();
-    }
-    auto release = w->Get("RELEASE call");
-    if (!release.ok()) return release.status();
-    Status r = (*release)->Run();
-    return s.ok() ? r : s;
-  }
-
-  // Runs `fn(reader)` on a pooled read connection inside one read
-  // transaction, so multi-statement reads see one snapshot.
   template <typename Fn>
   auto Read(Fn&& fn) -> decltype(fn(std::declval<Reader&>())) {
-    std::unique_ptr<Reader> reader;
-    {
-      std::unique_lock<std::mutex> lock(read_mu);
-      read_cv.wait(lock, [&] { return !idle_readers.empty(); });
-      reader = std::move(idle_readers.back());
-      idle_readers.pop_back();
-    }
-    struct Return {
-      Impl* impl;
-      std::unique_ptr<Reader>* reader;
-      ~Return() {
-        if (!sqlite3_get_autocommit((*reader)->db.raw())) (void)(*reader)->db.Exec("ROLLBACK");
-        {
-          std::lock_guard<std::mutex> lock(impl->read_mu);
-          impl->idle_readers.push_back(std::move(*reader));
-        }
-        impl->read_cv.notify_one();
-      }
-    } give_back{this, &reader};
-    Status begin = reader->db.Exec("BEGIN");
-    if (!begin.ok()) return begin;
-    return fn(*reader);
+    return exec->Read(std::forward<Fn>(fn));
   }
 
   // A random "<prefix><8 hex digits>" that `exists_sql` (one ? for the id)
@@ -755,26 +175,10 @@ struct Store::Impl {
     st.Bind(1, run_id);
     MADAM_STEP(row, st);
     if (!row) return Status::NotFound("run " + Quote(run_id) + " not found");
-    std::string state = st.ColumnText(0);
-    int64_t current = st.ColumnInt(1);
-    LeaseCheck check{st.ColumnText(2), st.ColumnText(3), st.ColumnInt(4) != 0};
-    const std::string secret_hash = st.ColumnText(5);
+    const LeaseRow lease{st.ColumnText(0), st.ColumnInt(1), st.ColumnText(3), st.ColumnText(5)};
+    LeaseCheck check{st.ColumnText(2), lease.worker, st.ColumnInt(4) != 0};
     st.Reset();
-    // Never name the current epoch: a caller that does not hold the lease
-    // must learn nothing that helps it pose as the holder.
-    if (epoch != current) {
-      return Status::FailedPrecondition("stale lease epoch " + std::to_string(epoch) + " for run " +
-                                        Quote(run_id) + ": the run was leased again since");
-    }
-    if (holder.worker_id != check.worker || !SecretMatches(secret_hash, holder.secret)) {
-      return NotTheHolder(run_id);
-    }
-    if (state != "RUNNING") {
-      auto parsed = ParseRunState(state);
-      return Status::FailedPrecondition(
-          "lease epoch " + std::to_string(epoch) + " for run " + Quote(run_id) +
-          " is no longer held (run is " + (parsed ? RunStateName(*parsed) : state.c_str()) + ")");
-    }
+    MADAM_RETURN_IF_ERROR(CheckHolder(run_id, lease, epoch, holder));
     return check;
   }
 
@@ -839,9 +243,7 @@ struct Store::Impl {
       st.Reset();
     }
     for (const Overdue& o : overdue) {
-      RunState next = o.cancel_requested              ? RunState::kCancelled
-                      : o.attempts >= o.max_attempts ? RunState::kFailed
-                                                     : RunState::kPending;
+      const RunState next = StateAfterFailedAttempt(o.cancel_requested, o.attempts, o.max_attempts);
       // No epoch in the text: last_error is shown to every reader.
       std::string error = "lease expired: worker " + Quote(o.worker) + " did not renew its lease of run " +
                           Quote(o.id) + " (expired at " +
@@ -868,99 +270,29 @@ struct Store::Impl {
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Store::~Store() {
-  if (impl_) impl_->Stop();
+  if (impl_ && impl_->exec) impl_->exec->Stop();
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
-  if (options.path.empty()) return Status::InvalidArgument("store path is empty");
-  if (options.read_connections < 1) {
-    return Status::InvalidArgument("read_connections " + std::to_string(options.read_connections) +
-                                   " must be at least 1");
-  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  if (impl->options.max_calls_per_transaction < 1) impl->options.max_calls_per_transaction = 1;
   impl->clock = options.clock != nullptr ? options.clock : SystemClock::Default();
-
-  const std::string lock_path = options.path + ".lock";
-  impl->lock.fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (impl->lock.fd < 0) {
-    return Status::Unavailable("cannot open lock file '" + lock_path + "': " + std::strerror(errno));
-  }
-  if (::flock(impl->lock.fd, LOCK_EX | LOCK_NB) != 0) {
-    return Status::FailedPrecondition("database '" + options.path +
-                                      "' is in use by another coordinator (lock file '" + lock_path +
-                                      "' is held)");
-  }
-
-  auto db = Db::Open(options.path, Db::Mode::kReadWriteCreate);
-  if (!db.ok()) return db.status();
-  impl->writer_db = std::move(db).value();
-  Db& wdb = impl->writer_db;
-  MADAM_RETURN_IF_ERROR(ConfigureConnection(&wdb, options.busy_timeout_ms));
-  auto mode = wdb.QueryText("PRAGMA journal_mode=WAL");
-  if (!mode.ok()) return mode.status();
-  if (*mode != "wal") {
-    return Status::FailedPrecondition("database '" + options.path +
-                                      "' cannot use WAL journal mode (got '" + *mode + "')");
-  }
-  // FULL: a commit is durable when it returns, which is when calls are acked.
-  // journal_size_limit: truncate the WAL after a checkpoint instead of
-  // keeping a burst's worth of file around.
-  // wal_autocheckpoint=0: the checkpoint thread does it (see Impl).
-  MADAM_RETURN_IF_ERROR(wdb.Exec(
-      "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864; "
-      "PRAGMA wal_autocheckpoint=0;"));
-
-  // Migrations, all in one transaction.
-  {
-    auto txn = sqlite::Transaction::Begin(&wdb, sqlite::Transaction::Kind::kImmediate);
-    if (!txn.ok()) return txn.status();
-    auto version = wdb.QueryInt("PRAGMA user_version");
-    if (!version.ok()) return version.status();
-    if (*version > kLatestSchemaVersion) {
-      return Status::FailedPrecondition(
-          "database '" + options.path + "' has schema version " + std::to_string(*version) +
-          ", newer than this build supports (" + std::to_string(kLatestSchemaVersion) +
-          "); use a newer madamd");
-    }
-    if (*version < 0) {
-      return Status::FailedPrecondition("database '" + options.path + "' has invalid schema version " +
-                                        std::to_string(*version));
-    }
-    for (int64_t v = *version; v < kLatestSchemaVersion; ++v) {
-      Status s = wdb.Exec(kMigrations[v]);
-      if (!s.ok()) {
-        return Status(s.code(), "migrating database '" + options.path + "' to schema version " +
-                                    std::to_string(v + 1) + ": " + s.message());
-      }
-      MADAM_RETURN_IF_ERROR(wdb.Exec("PRAGMA user_version=" + std::to_string(v + 1)));
-      if (v + 1 == kLatestSchemaVersion) {
-        spdlog::info("store: database '{}' migrated from schema version {} to {}", options.path,
-                     *version, kLatestSchemaVersion);
-      }
-    }
-    MADAM_RETURN_IF_ERROR((*txn)->Commit());
-  }
-  impl->w = std::make_unique<StatementCache>(&impl->writer_db);
-
-  for (int i = 0; i < options.read_connections; ++i) {
-    auto rdb = Db::Open(options.path, Db::Mode::kReadWrite);
-    if (!rdb.ok()) return rdb.status();
-    auto reader = std::make_unique<Impl::Reader>();
-    reader->db = std::move(rdb).value();
-    MADAM_RETURN_IF_ERROR(ConfigureConnection(&reader->db, options.busy_timeout_ms));
-    MADAM_RETURN_IF_ERROR(reader->db.Exec("PRAGMA query_only=1"));
-    impl->idle_readers.push_back(std::move(reader));
-  }
-
-  auto cdb = Db::Open(options.path, Db::Mode::kReadWrite);
-  if (!cdb.ok()) return cdb.status();
-  impl->checkpoint_db = std::move(cdb).value();
-  MADAM_RETURN_IF_ERROR(ConfigureConnection(&impl->checkpoint_db, options.busy_timeout_ms));
-
-  impl->writer_thread = std::thread([raw = impl.get()] { raw->WriterLoop(); });
-  impl->checkpoint_thread = std::thread([raw = impl.get()] { raw->CheckpointLoop(); });
+  sqlite::ExecutorOptions exec;
+  exec.path = options.path;
+  exec.read_connections = options.read_connections;
+  exec.busy_timeout_ms = options.busy_timeout_ms;
+  exec.max_calls_per_transaction = options.max_calls_per_transaction;
+  exec.max_rows_per_transaction = options.max_rows_per_transaction;
+  exec.max_bytes_per_transaction = options.max_bytes_per_transaction;
+  exec.max_queued_bulk_bytes = options.max_queued_metric_bytes;
+  exec.on_transaction = options.on_transaction;
+  exec.fault_file = options.fault_file;
+  auto opened = sqlite::Executor::Open(exec, [](Db* db) { return MigrateSchema(db); });
+  if (!opened.ok()) return opened.status();
+  impl->exec = std::move(opened).value();
+  // The writer starts idle; its statement cache is handed out here once and
+  // used only inside calls, on the writer thread.
+  impl->w = &impl->exec->writer();
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -1250,9 +582,10 @@ Result<int64_t> Store::RerunSweep(const std::string& sweep_id, const std::vector
       reset.Reset();
       reset.Bind(1, id);
       MADAM_RETURN_IF_ERROR(reset.Run());
-      MADAM_ASSIGN_STMT(del, w, "DELETE FROM metrics WHERE run_id = ?");
-      del.Bind(1, id);
-      MADAM_RETURN_IF_ERROR(del.Run());
+      // Its old points go in chunks, after this transaction (PurgeRerunMetrics).
+      MADAM_ASSIGN_STMT(purge, w, "INSERT OR IGNORE INTO metric_purges(run_id) VALUES (?)");
+      purge.Bind(1, id);
+      MADAM_RETURN_IF_ERROR(purge.Run());
     }
     if (!ids.empty()) {
       MADAM_ASSIGN_STMT(sw, w, "UPDATE sweeps SET state = 'running' WHERE id = ?");
@@ -1264,7 +597,47 @@ Result<int64_t> Store::RerunSweep(const std::string& sweep_id, const std::vector
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  // The runs are PENDING but not leased until their points are gone. A
+  // failure here loses nothing: the reaper's next PurgeRerunMetrics finishes.
+  if (auto purged = PurgeRerunMetrics(); !purged.ok()) {
+    spdlog::warn("store: deleting the old metrics of rerun runs: {}", purged.status().ToString());
+  }
   return count;
+}
+
+Result<int64_t> Store::PurgeRerunMetrics(int64_t chunk_rows) {
+  Impl* impl = impl_.get();
+  const int64_t chunk = std::max<int64_t>(chunk_rows, 1);
+  int64_t total = 0;
+  for (;;) {
+    auto pending = impl->Read([&](Impl::Reader& r) -> Result<std::string> {
+      MADAM_ASSIGN_STMT(st, r.stmts, "SELECT run_id FROM metric_purges LIMIT 1");
+      MADAM_STEP(row, st);
+      std::string id = row ? st.ColumnText(0) : std::string();
+      st.Reset();
+      return id;
+    });
+    if (!pending.ok()) return pending.status();
+    if (pending->empty()) return total;
+    // One chunk per transaction, so lease calls run between them.
+    int64_t deleted = 0;
+    Status s = impl->Write([&]() -> Status {
+      MADAM_ASSIGN_STMT(del, *impl->w,
+                        "DELETE FROM metrics WHERE (run_id, name, step) IN (SELECT run_id, name, step "
+                        "FROM metrics WHERE run_id = ? LIMIT ?)");
+      del.Bind(1, *pending).Bind(2, chunk);
+      MADAM_RETURN_IF_ERROR(del.Run());
+      deleted = impl->exec->writer_db().Changes();
+      if (deleted < chunk) {
+        MADAM_ASSIGN_STMT(done, *impl->w, "DELETE FROM metric_purges WHERE run_id = ?");
+        done.Bind(1, *pending);
+        MADAM_RETURN_IF_ERROR(done.Run());
+      }
+      return Status::Ok();
+    }, /*full_sync=*/false);
+    if (!s.ok()) return s;
+    total += deleted;
+  }
 }
 
 // ---- Runs ------------------------------------------------------------------
@@ -1341,27 +714,14 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
     }
     if (!request_id.empty()) {
       // A retried request (its response was lost) gets the lease it was granted.
-      MADAM_ASSIGN_STMT(again, w,
-                        "SELECT r.id, r.sweep_id, r.idx, r.params_json, r.labels_json, r.attempts, "
-                        "r.resume_checkpoint, r.lease_epoch, r.lease_expires_at, s.metric_name, "
-                        "r.lease_charged "
-                        "FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
-                        "WHERE r.state = 'RUNNING' AND r.lease_worker = ? AND r.lease_request = ?");
+      static const std::string kAgain = std::string(kLeaseColumns) +
+                                        "WHERE r.state = 'RUNNING' AND r.lease_worker = ? AND "
+                                        "r.lease_request = ?";
+      MADAM_ASSIGN_STMT(again, w, kAgain.c_str());
       again.Bind(1, worker_id).Bind(2, request_id);
       MADAM_STEP(found, again);
       if (found) {
-        Lease l;
-        l.run_id = again.ColumnText(0);
-        l.sweep_id = again.ColumnText(1);
-        l.index = again.ColumnInt(2);
-        l.params = ParamsFromJson(again.ColumnText(3));
-        l.labels = LabelsFromJson(again.ColumnText(4));
-        l.attempt = again.ColumnInt(5);
-        l.resume_checkpoint = again.ColumnText(6);
-        l.lease_epoch = again.ColumnInt(7);
-        l.lease_expires_at_ms = again.ColumnInt(8);
-        l.metric_name = again.ColumnText(9);
-        if (again.ColumnInt(10) == 0) ++l.attempt;  // not charged yet: attempts is the one before
+        Lease l = ReadLease(again);
         again.Reset();
         // Only the hash of the first reply's secret was kept: re-key.
         auto secret = NewLeaseSecret();
@@ -1417,38 +777,35 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
         if (running >= sweep.max_concurrent) continue;
       }
       MADAM_ASSIGN_STMT(pick, w,
-                        "SELECT id, idx, params_json, labels_json, attempts, resume_checkpoint "
-                        "FROM runs WHERE sweep_id = ? AND state = 'PENDING' ORDER BY idx LIMIT 1");
+                        "SELECT id FROM runs WHERE sweep_id = ? AND state = 'PENDING' "
+                        "AND id NOT IN (SELECT run_id FROM metric_purges) ORDER BY idx LIMIT 1");
       pick.Bind(1, sweep.id);
       MADAM_STEP(row, pick);
       if (!row) continue;
-      Lease l;
-      l.run_id = pick.ColumnText(0);
-      l.sweep_id = sweep.id;
-      l.index = pick.ColumnInt(1);
-      l.params = ParamsFromJson(pick.ColumnText(2));
-      l.labels = LabelsFromJson(pick.ColumnText(3));
-      l.attempt = pick.ColumnInt(4) + 1;
-      l.resume_checkpoint = pick.ColumnText(5);
-      l.metric_name = sweep.metric_name;
+      const std::string run_id = pick.ColumnText(0);
       pick.Reset();
       auto epoch = impl->NextLeaseEpoch();
       if (!epoch.ok()) return epoch.status();
       auto secret = NewLeaseSecret();
       if (!secret.ok()) return secret.status();
-      l.lease_epoch = *epoch;
-      l.lease_expires_at_ms = now + lease_seconds * 1000;
-      l.worker_id = worker_id;
-      l.lease_secret = std::move(secret).value();
       // attempts is charged at the lease's first heartbeat, metric batch or
       // completion (ChargeAttempt), not here.
       MADAM_ASSIGN_STMT(grant, w,
                         "UPDATE runs SET state = 'RUNNING', lease_charged = 0, lease_epoch = ?, "
                         "lease_worker = ?, lease_expires_at = ?, started_at = ?, ended_at = 0, "
                         "lease_request = ?, lease_secret_hash = ? WHERE id = ?");
-      grant.Bind(1, l.lease_epoch).Bind(2, worker_id).Bind(3, l.lease_expires_at_ms)
-          .Bind(4, now).Bind(5, request_id).Bind(6, HashLeaseSecret(l.lease_secret)).Bind(7, l.run_id);
+      grant.Bind(1, *epoch).Bind(2, worker_id).Bind(3, now + lease_seconds * 1000)
+          .Bind(4, now).Bind(5, request_id).Bind(6, HashLeaseSecret(*secret)).Bind(7, run_id);
       MADAM_RETURN_IF_ERROR(grant.Run());
+      static const std::string kGranted = std::string(kLeaseColumns) + "WHERE r.id = ?";
+      MADAM_ASSIGN_STMT(granted, w, kGranted.c_str());
+      granted.Bind(1, run_id);
+      MADAM_STEP(found, granted);
+      if (!found) return Status::Internal("run " + Quote(run_id) + " vanished while being leased");
+      Lease l = ReadLease(granted);
+      granted.Reset();
+      l.worker_id = worker_id;
+      l.lease_secret = std::move(secret).value();
       lease = std::move(l);
       new_grant = true;
       return Status::Ok();
@@ -1463,25 +820,55 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
 
 Result<HeartbeatReply> Store::Heartbeat(const std::string& run_id, int64_t lease_epoch,
                                         int64_t lease_seconds, const LeaseHolder& holder) {
+  std::promise<Result<HeartbeatReply>> promise;
+  auto done = promise.get_future();
+  HeartbeatAsync(run_id, lease_epoch, lease_seconds, holder, "",
+                 [&promise](Result<HeartbeatReply> reply) { promise.set_value(std::move(reply)); });
+  return done.get();
+}
+
+void Store::HeartbeatAsync(std::string run_id, int64_t lease_epoch, int64_t lease_seconds, LeaseHolder holder,
+                           std::string checkpoint, std::function<void(Result<HeartbeatReply>)> done) {
   if (lease_seconds <= 0) {
-    return Status::InvalidArgument("lease_seconds " + std::to_string(lease_seconds) + " must be positive");
+    done(Status::InvalidArgument("lease_seconds " + std::to_string(lease_seconds) + " must be positive"));
+    return;
+  }
+  if (!checkpoint.empty() && !CheckpointNameValid(checkpoint)) {
+    done(Status::InvalidArgument("checkpoint: " + Quote(checkpoint.substr(0, 200)) +
+                                 " is not a checkpoint name of the form epoch-<N>.pt"));
+    return;
   }
   Impl* impl = impl_.get();
-  HeartbeatReply reply;
-  Status s = impl->Write([&]() -> Status {
+  auto reply = std::make_shared<HeartbeatReply>();
+  sqlite::WriteCall call;
+  call.fn = [impl, reply, run_id = std::move(run_id), lease_epoch, lease_seconds, holder = std::move(holder),
+             checkpoint = std::move(checkpoint)]() -> Status {
     auto check = impl->CheckLease(run_id, lease_epoch, holder);
     if (!check.ok()) return check.status();
     MADAM_RETURN_IF_ERROR(impl->ChargeAttempt(run_id));
     const int64_t now = impl->Now();
-    reply.cancel_requested = check->cancel_requested;
-    reply.lease_expires_at_ms = now + lease_seconds * 1000;
-    MADAM_ASSIGN_STMT(st, *impl->w, "UPDATE runs SET lease_expires_at = ? WHERE id = ?");
-    st.Bind(1, reply.lease_expires_at_ms).Bind(2, run_id);
+    reply->cancel_requested = check->cancel_requested;
+    reply->lease_expires_at_ms = now + lease_seconds * 1000;
+    MADAM_ASSIGN_STMT(st, *impl->w,
+                      "UPDATE runs SET lease_expires_at = ?1, "
+                      "resume_checkpoint = CASE WHEN ?2 = '' THEN resume_checkpoint ELSE ?2 END "
+                      "WHERE id = ?3");
+    st.Bind(1, reply->lease_expires_at_ms).Bind(2, checkpoint).Bind(3, run_id);
     MADAM_RETURN_IF_ERROR(st.Run());
     return impl->TouchWorkerRow(check->worker, now);
-  });
-  if (!s.ok()) return s;
-  return reply;
+  };
+  call.done = [reply, done = std::move(done)](Status s) {
+    if (s.ok()) {
+      done(*reply);
+    } else {
+      done(std::move(s));
+    }
+  };
+  // A heartbeat lost to a power cut costs at most an earlier expiry (the
+  // run is leased again, fenced as ever); so it commits without an fsync of
+  // its own, in whatever group it joins. It stays in the urgent lane.
+  call.full_sync = false;
+  impl->exec->Submit(std::move(call));
 }
 
 namespace {
@@ -1563,14 +950,24 @@ void Store::AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vec
     return;
   }
   Impl* impl = impl_.get();
+  sqlite::WriteCall call;
+  call.lane = sqlite::Lane::kBulk;
+  call.rows = static_cast<int64_t>(points.size());
+  // What the batch holds in memory while queued, near enough: its names and
+  // the fixed fields of each point.
+  call.bytes = static_cast<int64_t>(sizeof(MetricPoint) * points.size() + run_id.size());
+  for (const MetricPoint& p : points) call.bytes += static_cast<int64_t>(p.name.size());
   auto shared = std::make_shared<std::pair<std::string, std::vector<MetricPoint>>>(std::move(run_id),
                                                                                     std::move(points));
-  impl->WriteAsync(
-      [impl, shared, lease_epoch, holder = std::move(holder)]() -> Status {
-        return impl->InsertPoints(shared->first, lease_epoch, shared->second, holder);
-      },
-      std::move(done), impl->options.metrics_full_sync);
+  call.fn = [impl, shared, lease_epoch, holder = std::move(holder)]() -> Status {
+    return impl->InsertPoints(shared->first, lease_epoch, shared->second, holder);
+  };
+  call.done = std::move(done);
+  call.full_sync = impl->options.metrics_full_sync;
+  impl->exec->Submit(std::move(call));
 }
+
+double Store::MetricQueueLoad() const { return impl_->exec->BulkLoad(); }
 
 Status Store::CompleteRun(const CompleteRequest& req) {
   Impl* impl = impl_.get();
@@ -1612,17 +1009,8 @@ Status Store::CompleteRun(const CompleteRequest& req) {
                                         std::to_string(req.lease_epoch) + " as " + completed_outcome +
                                         " (this completion says " + outcome + ")");
     }
-    if (req.lease_epoch != current) {
-      return Status::FailedPrecondition("stale lease epoch " + std::to_string(req.lease_epoch) + " for run " +
-                                        Quote(req.run_id) + ": the run was leased again since");
-    }
-    if (!holder_ok) return NotTheHolder(req.run_id);
-    if (state != "RUNNING") {
-      auto parsed = ParseRunState(state);
-      return Status::FailedPrecondition("lease epoch " + std::to_string(req.lease_epoch) + " for run " +
-                                        Quote(req.run_id) + " is no longer held (run is " +
-                                        (parsed ? RunStateName(*parsed) : state.c_str()) + ")");
-    }
+    MADAM_RETURN_IF_ERROR(
+        CheckHolder(req.run_id, LeaseRow{state, current, lease_worker, secret_hash}, req.lease_epoch, req.holder));
     // A completion is a sign of work too: it charges an uncharged lease.
     const int64_t attempts = attempts_before + (charged ? 0 : 1);
     RunState next = RunState::kSucceeded;
@@ -1631,9 +1019,7 @@ Status Store::CompleteRun(const CompleteRequest& req) {
       case RunOutcome::kDiverged: next = RunState::kDiverged; break;
       case RunOutcome::kCancelled: next = RunState::kCancelled; break;
       case RunOutcome::kFailed:
-        next = cancel_requested          ? RunState::kCancelled
-               : attempts < max_attempts ? RunState::kPending
-                                         : RunState::kFailed;
+        next = StateAfterFailedAttempt(cancel_requested, attempts, max_attempts);
         break;
     }
     const int64_t now = impl->Now();
@@ -1676,6 +1062,20 @@ Status Store::SetCheckpoint(const std::string& run_id, int64_t lease_epoch, cons
   });
 }
 
+Result<std::set<std::string>> Store::RunningRunIds() {
+  return impl_->Read([&](Impl::Reader& r) -> Result<std::set<std::string>> {
+    MADAM_ASSIGN_STMT(st, r.stmts, "SELECT id FROM runs WHERE state = 'RUNNING'");
+    std::set<std::string> ids;
+    for (;;) {
+      MADAM_STEP(row, st);
+      if (!row) break;
+      ids.insert(st.ColumnText(0));
+    }
+    st.Reset();
+    return ids;
+  });
+}
+
 Result<int64_t> Store::ExpireLeases() {
   Impl* impl = impl_.get();
   int64_t count = 0;
@@ -1703,7 +1103,7 @@ Result<int64_t> Store::ExtendRunningLeases(int64_t lease_seconds) {
                       "UPDATE runs SET lease_expires_at = MAX(lease_expires_at, ?) WHERE state = 'RUNNING'");
     st.Bind(1, impl->Now() + lease_seconds * 1000);
     MADAM_RETURN_IF_ERROR(st.Run());
-    count = impl->writer_db.Changes();
+    count = impl->exec->writer_db().Changes();
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -1724,11 +1124,16 @@ Result<std::vector<MetricPoint>> Store::GetMetrics(const std::string& run_id,
                                                    const std::optional<std::string>& name,
                                                    int64_t after_step, int64_t limit) {
   return impl_->Read([&](Impl::Reader& r) -> Result<std::vector<MetricPoint>> {
-    MADAM_ASSIGN_STMT(exists, r.stmts, "SELECT 1 FROM runs WHERE id = ?");
+    // A rerun run whose old points are still being deleted has none yet.
+    MADAM_ASSIGN_STMT(exists, r.stmts,
+                      "SELECT EXISTS (SELECT 1 FROM metric_purges WHERE run_id = ?1) FROM runs "
+                      "WHERE id = ?1");
     exists.Bind(1, run_id);
     MADAM_STEP(found, exists);
+    const bool purging = found && exists.ColumnInt(0) != 0;
     exists.Reset();
     if (!found) return Status::NotFound("run " + Quote(run_id) + " not found");
+    if (purging) return std::vector<MetricPoint>{};
     MADAM_ASSIGN_STMT(st, r.stmts,
                       name ? "SELECT name, step, value, time FROM metrics WHERE run_id = ?1 AND name = ?2 "
                              "AND step > ?3 ORDER BY name, step LIMIT ?4"
@@ -1751,11 +1156,16 @@ Result<std::vector<MetricPoint>> Store::GetMetrics(const std::string& run_id,
 
 Result<std::vector<MetricPoint>> Store::GetLatestMetrics(const std::string& run_id) {
   return impl_->Read([&](Impl::Reader& r) -> Result<std::vector<MetricPoint>> {
-    MADAM_ASSIGN_STMT(exists, r.stmts, "SELECT 1 FROM runs WHERE id = ?");
+    // A rerun run whose old points are still being deleted has none yet.
+    MADAM_ASSIGN_STMT(exists, r.stmts,
+                      "SELECT EXISTS (SELECT 1 FROM metric_purges WHERE run_id = ?1) FROM runs "
+                      "WHERE id = ?1");
     exists.Bind(1, run_id);
     MADAM_STEP(found, exists);
+    const bool purging = found && exists.ColumnInt(0) != 0;
     exists.Reset();
     if (!found) return Status::NotFound("run " + Quote(run_id) + " not found");
+    if (purging) return std::vector<MetricPoint>{};
     // SQLite takes the bare columns of a MAX() aggregate from the max row.
     MADAM_ASSIGN_STMT(st, r.stmts,
                       "SELECT name, MAX(step), value, time FROM metrics WHERE run_id = ? "
@@ -1805,11 +1215,28 @@ Status Store::TouchWorker(const std::string& worker_id) {
   Impl* impl = impl_.get();
   return impl->Write([&]() -> Status {
     MADAM_RETURN_IF_ERROR(impl->TouchWorkerRow(worker_id, impl->Now()));
-    if (impl->writer_db.Changes() == 0) {
+    if (impl->exec->writer_db().Changes() == 0) {
       return Status::NotFound("worker " + Quote(worker_id) + " is not registered");
     }
     return Status::Ok();
   });
+}
+
+Result<int64_t> Store::PruneIdleWorkers(int64_t idle_ms) {
+  if (idle_ms <= 0) return Status::InvalidArgument("idle_ms " + std::to_string(idle_ms) + " must be positive");
+  Impl* impl = impl_.get();
+  int64_t count = 0;
+  Status s = impl->Write([&]() -> Status {
+    MADAM_ASSIGN_STMT(st, *impl->w,
+                      "DELETE FROM workers WHERE last_seen < ? AND id NOT IN "
+                      "(SELECT lease_worker FROM runs WHERE state = 'RUNNING')");
+    st.Bind(1, impl->Now() - idle_ms);
+    MADAM_RETURN_IF_ERROR(st.Run());
+    count = impl->exec->writer_db().Changes();
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return count;
 }
 
 Result<WorkerRow> Store::GetWorker(const std::string& worker_id) {
@@ -1855,12 +1282,15 @@ Status Store::IntegrityCheck() {
 
 StoreStats Store::Stats() const {
   StoreStats stats;
-  stats.transactions = impl_->stat_transactions.load(std::memory_order_relaxed);
-  stats.calls = impl_->stat_calls.load(std::memory_order_relaxed);
+  const sqlite::ExecutorStats exec = impl_->exec->Stats();
+  stats.transactions = exec.transactions;
+  stats.calls = exec.calls;
   stats.metric_points = impl_->stat_points.load(std::memory_order_relaxed);
-  stats.failed_commits = impl_->stat_failed_commits.load(std::memory_order_relaxed);
-  stats.queue_depth = impl_->stat_queue_depth.load(std::memory_order_relaxed);
-  stats.commit_seconds_total = impl_->stat_commit_nanos.load(std::memory_order_relaxed) / 1e9;
+  stats.failed_commits = exec.failed_commits;
+  stats.queue_depth = exec.queue_depth;
+  stats.queued_metric_bytes = exec.queued_bulk_bytes;
+  stats.refused_metric_batches = exec.rejected_bulk_calls;
+  stats.commit_seconds_total = static_cast<double>(exec.commit_nanos) / 1e9;
   stats.leases_granted = impl_->stat_leases_granted.load(std::memory_order_relaxed);
   stats.leases_expired = impl_->stat_leases_expired.load(std::memory_order_relaxed);
   stats.retries = impl_->stat_retries.load(std::memory_order_relaxed);

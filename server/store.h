@@ -60,6 +60,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,8 +94,14 @@ struct StoreOptions {
   Clock* clock = nullptr;          // nullptr: SystemClock::Default()
   int read_connections = 4;        // size of the reader pool
   int busy_timeout_ms = 5000;
-  // The writer puts at most this many queued calls into one transaction.
+  // Bounds of one group transaction (server/sqlite_executor.h): calls, rows
+  // written and bytes carried. Lease calls go first into every group.
   int max_calls_per_transaction = 4096;
+  int64_t max_rows_per_transaction = 50000;
+  int64_t max_bytes_per_transaction = int64_t{16} << 20;
+  // Bytes of metric batches that may wait for the writer; past it,
+  // AppendMetricsAsync answers RESOURCE_EXHAUSTED (section 9).
+  int64_t max_queued_metric_bytes = int64_t{64} << 20;
   // RUNNING leases one worker may hold at once; 0: one per device the worker
   // registered (its device string is a comma-separated list, "cuda:0,cuda:1").
   int64_t max_leases_per_worker = 0;
@@ -247,6 +254,8 @@ struct StoreStats {
   int64_t metric_points = 0;      // points written by AppendMetrics*
   int64_t failed_commits = 0;     // group transactions that failed to commit
   int64_t queue_depth = 0;        // calls waiting for the writer now
+  int64_t queued_metric_bytes = 0;     // bytes of metric batches waiting now
+  int64_t refused_metric_batches = 0;  // batches refused: the queue was over its budget
   double commit_seconds_total = 0;  // time spent in BEGIN..COMMIT
   int64_t leases_granted = 0;     // new leases granted by AcquireRun (not re-sent ones)
   int64_t leases_expired = 0;     // leases reclaimed after their expiry
@@ -295,6 +304,12 @@ class Store {
   // checkpoint and metrics cleared. If any did, the sweep is "running" again.
   // Returns how many runs were reset.
   Result<int64_t> RerunSweep(const std::string& sweep_id, const std::vector<RunState>& states);
+  // Deletes the old metric points of rerun runs, `chunk_rows` per
+  // transaction so no call waits behind one large DELETE (section 9); such a
+  // run is leased only once its points are gone. RerunSweep calls it; the
+  // reaper calls it too, to finish what a restart interrupted. Returns the
+  // points deleted.
+  Result<int64_t> PurgeRerunMetrics(int64_t chunk_rows = 5000);
 
   // ---- Runs ----
   Result<RunRow> GetRun(const std::string& run_id);
@@ -320,6 +335,12 @@ class Store {
   // this epoch.
   Result<HeartbeatReply> Heartbeat(const std::string& run_id, int64_t lease_epoch,
                                    int64_t lease_seconds, const LeaseHolder& holder);
+  // Heartbeat, answered through `done` on the writer thread (or at once on
+  // the calling thread for bad arguments), also recording `checkpoint` (an
+  // epoch-<N>.pt name; empty: none) as SetCheckpoint would. For callback
+  // gRPC handlers: no thread waits on SQLite.
+  void HeartbeatAsync(std::string run_id, int64_t lease_epoch, int64_t lease_seconds, LeaseHolder holder,
+                      std::string checkpoint, std::function<void(Result<HeartbeatReply>)> done);
   // Writes points keyed (run, name, step); a point for an existing key
   // replaces it, so a resumed attempt rewrites its steps. The run must be
   // RUNNING under this epoch. All or nothing.
@@ -328,10 +349,15 @@ class Store {
   // The same, without waiting: `done` receives the status once the batch is
   // durable (or refused). It runs on the writer thread — keep it short, and
   // never call a Store method that waits from it (that would deadlock) — or
-  // on the calling thread when the batch is invalid or the store is closing.
+  // on the calling thread when the batch is invalid, when the metric queue
+  // is over max_queued_metric_bytes (RESOURCE_EXHAUSTED: nothing stored) or
+  // the store is closing. Lease calls never wait behind these batches.
   // For asynchronous (callback) gRPC handlers.
   void AppendMetricsAsync(std::string run_id, int64_t lease_epoch, std::vector<MetricPoint> points,
                           LeaseHolder holder, std::function<void(Status)> done);
+  // How full the metric queue is now, 0..1 of max_queued_metric_bytes: what
+  // the coordinator's upload advice to workers follows.
+  double MetricQueueLoad() const;
   // Ends the attempt. succeeded/diverged/cancelled are terminal. failed goes
   // back to PENDING (a retry) while attempts < max_attempts, else FAILED; the
   // error text is kept as last_error either way. A run whose cancel was
@@ -351,6 +377,8 @@ class Store {
   // Returns how many leases were reclaimed. The server calls this
   // periodically.
   Result<int64_t> ExpireLeases();
+  // Ids of every RUNNING run, in one read (for the reaper's live view).
+  Result<std::set<std::string>> RunningRunIds();
 
   // ---- Metrics ----
   // Ordered by name, then step. NOT_FOUND for an unknown run.
@@ -370,6 +398,10 @@ class Store {
                                    const std::string& info = "");
   Status TouchWorker(const std::string& worker_id);
   Result<WorkerRow> GetWorker(const std::string& worker_id);
+  // Forgets workers not seen for `idle_ms` that hold no RUNNING lease
+  // (section 9: the table stays bounded as workers come and go). One that
+  // returns is NOT_FOUND and registers again. Returns how many went.
+  Result<int64_t> PruneIdleWorkers(int64_t idle_ms);
   Result<std::vector<WorkerRow>> ListWorkers();
 
   // Restart grace (section 5): every RUNNING lease is extended to at least

@@ -1,5 +1,7 @@
 #include "server/worker_service.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -46,6 +48,17 @@ std::string Truncate(const std::string& text, size_t max) {
 }
 
 }  // namespace
+
+int64_t AdvisedUploadIntervalMs(int64_t live_runs, double calls_per_second, double queue_load) {
+  constexpr double kFloorMs = 250, kCeilingMs = 5000;
+  double ms = 0;
+  if (calls_per_second > 0 && live_runs > 0) {
+    ms = static_cast<double>(live_runs) * 1000.0 / calls_per_second;
+  }
+  if (queue_load > 0.1) ms = std::max(ms, kFloorMs * std::exp2((queue_load - 0.1) * 5));
+  if (ms <= kFloorMs) return 0;
+  return static_cast<int64_t>(std::min(ms, kCeilingMs));
+}
 
 WorkerService::WorkerService(Store* store, LiveRunTable* live, WorkerServiceOptions options)
     : store_(store), live_(live), options_(std::move(options)) {}
@@ -102,23 +115,29 @@ grpc::Status WorkerService::AcquireRun(grpc::ServerContext*, const v1::AcquireRu
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
-                                      v1::HeartbeatResponse* resp) {
-  const LeaseHolder holder{req->worker_id(), req->lease_secret()};
+grpc::ServerUnaryReactor* WorkerService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                   const v1::HeartbeatRequest* req,
+                                                   v1::HeartbeatResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!req->checkpoint().empty() && !CheckpointNameValid(req->checkpoint())) {
-    return ToGrpcStatus(Status::InvalidArgument(
-        "checkpoint: must be a checkpoint name of the form epoch-<N>.pt, never a path"));
+    reactor->Finish(ToGrpcStatus(Status::InvalidArgument(
+        "checkpoint: must be a checkpoint name of the form epoch-<N>.pt, never a path")));
+    return reactor;
   }
-  auto reply = store_->Heartbeat(req->run_id(), req->lease_epoch(), options_.lease_seconds, holder);
-  if (!reply.ok()) return ToGrpcStatus(reply.status());
-  if (!req->checkpoint().empty()) {
-    Status s = store_->SetCheckpoint(req->run_id(), req->lease_epoch(), req->checkpoint(), holder);
-    if (!s.ok()) return ToGrpcStatus(s);
-  }
-  live_->Heartbeat(req->run_id(), req->step(), req->progress());
-  resp->set_cancel_requested(reply->cancel_requested);
-  resp->set_lease_expires_at_ms(reply->lease_expires_at_ms);
-  return grpc::Status::OK;
+  const std::string run_id = req->run_id();
+  const int64_t step = req->step();
+  const double progress = req->progress();
+  store_->HeartbeatAsync(run_id, req->lease_epoch(), options_.lease_seconds,
+                         LeaseHolder{req->worker_id(), req->lease_secret()}, req->checkpoint(),
+                         [this, reactor, resp, run_id, step, progress](Result<HeartbeatReply> reply) {
+                           if (reply.ok()) {
+                             live_->Heartbeat(run_id, step, progress);
+                             resp->set_cancel_requested(reply->cancel_requested);
+                             resp->set_lease_expires_at_ms(reply->lease_expires_at_ms);
+                           }
+                           reactor->Finish(ToGrpcStatus(reply.status()));
+                         });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerService::ReportMetrics(grpc::CallbackServerContext* ctx,
@@ -161,6 +180,9 @@ grpc::ServerUnaryReactor* WorkerService::ReportMetrics(grpc::CallbackServerConte
                                  }
                                  if (step > 0) live_->Heartbeat(run_id, step, progress);
                                  resp->set_accepted(count);
+                                 resp->set_upload_interval_ms(AdvisedUploadIntervalMs(
+                                     static_cast<int64_t>(live_->Size()),
+                                     options_.metric_calls_per_second, store_->MetricQueueLoad()));
                                }
                                reactor->Finish(ToGrpcStatus(status));
                              });

@@ -872,6 +872,59 @@ TEST_F(StoreTest, RerunResetsChosenRunsAndDeletesTheirMetrics) {
   EXPECT_EQ(*store_->RerunSweep(sweep.id, {RunState::kCancelled}), 0);
 }
 
+TEST_F(StoreTest, RerunDeletesOldPointsInChunksBeforeTheRunIsLeasedAgain) {
+  std::string w = Worker();
+  NewSweep spec = MakeSweep(1);
+  spec.max_attempts = 1;
+  SweepRow sweep = Create(spec);
+  Lease a = Acquire(w);
+  std::vector<MetricPoint> points;
+  for (int step = 0; step < 2500; ++step) points.push_back({"train/loss", step, 1.0, 1.0});
+  ASSERT_TRUE(store_->AppendMetrics(a.run_id, a.lease_epoch, points, a.holder()).ok());
+  ASSERT_TRUE(Complete(a, RunOutcome::kFailed, "crash").ok());
+  ASSERT_TRUE(store_->RerunSweep(sweep.id, {RunState::kFailed}).ok());
+  // RerunSweep has purged already (in chunks of its default size).
+  EXPECT_TRUE(store_->GetMetrics(a.run_id)->empty());
+  EXPECT_EQ(*store_->PurgeRerunMetrics(1000), 0);
+
+  // An interrupted purge: the run stays unleased, its points hidden, until
+  // a later purge (the reaper's) finishes, 1000 rows per transaction.
+  Lease b = Acquire(w);
+  ASSERT_TRUE(store_->AppendMetrics(b.run_id, b.lease_epoch, points, b.holder()).ok());
+  ASSERT_TRUE(Complete(b, RunOutcome::kFailed, "crash").ok());
+  store_.reset();
+  ExecRaw(path_, ("INSERT INTO metric_purges(run_id) VALUES ('" + b.run_id + "')").c_str());
+  ExecRaw(path_, ("UPDATE runs SET state = 'PENDING' WHERE id = '" + b.run_id + "'").c_str());
+  ExecRaw(path_, ("UPDATE sweeps SET state = 'running' WHERE id = '" + sweep.id + "'").c_str());
+  Reopen();
+  EXPECT_TRUE(store_->GetMetrics(b.run_id)->empty());
+  EXPECT_TRUE(NothingToAcquire(w));
+  const int64_t transactions = store_->Stats().transactions;
+  EXPECT_EQ(*store_->PurgeRerunMetrics(1000), 2500);
+  EXPECT_EQ(store_->Stats().transactions - transactions, 3);
+  Lease again = Acquire(w);
+  EXPECT_EQ(again.run_id, b.run_id);
+  EXPECT_TRUE(store_->GetMetrics(b.run_id)->empty());
+}
+
+TEST_F(StoreTest, WorkersIdleForADayAreForgottenUnlessTheyHoldALease) {
+  Create(MakeSweep(1));
+  std::string holder = Worker("holder");
+  std::string idle = Worker("idle");
+  Acquire(holder);
+  clock_.AdvanceSeconds(25 * 3600);
+  std::string fresh = Worker("fresh");
+  auto pruned = store_->PruneIdleWorkers(int64_t{24} * 3600 * 1000);
+  ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+  EXPECT_EQ(*pruned, 1);
+  EXPECT_EQ(store_->GetWorker(idle).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->GetWorker(holder).ok());
+  EXPECT_TRUE(store_->GetWorker(fresh).ok());
+  // A forgotten worker that comes back is told so, and registers again.
+  EXPECT_EQ(store_->AcquireRun(idle, "cpu", kLease).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->PruneIdleWorkers(0).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(StoreTest, RerunAfterCancelMakesTheSweepRunnableAgain) {
   std::string w = Worker();
   SweepRow sweep = Create(MakeSweep(2));
