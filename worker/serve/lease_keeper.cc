@@ -58,7 +58,9 @@ void LeaseKeeper::Loop() {
     grpc::Status s = client_->Heartbeat(req, &resp, period_);
     const auto since_ok = clock_->Now() - last_ok;
     if (s.ok()) {
-      if (unreachable_logged) Log("run ", lease_.run_id, ": the coordinator is back; lease renewed");
+      if (unreachable_logged) {
+        Log("run ", lease_.run_id, ": the coordinator is back; lease renewed");
+      }
       unreachable_logged = false;
       last_ok = clock_->Now();
       if (resp.cancel_requested() && !state_->cancelled) {

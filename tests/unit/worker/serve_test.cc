@@ -110,7 +110,8 @@ TEST(CoordinatorClientTest, NoTokenSendsNoAuthorization) {
 
 TEST(CoordinatorClientTest, StatusClasses) {
   using grpc::StatusCode;
-  for (StatusCode c : {StatusCode::UNAVAILABLE, StatusCode::DEADLINE_EXCEEDED, StatusCode::ABORTED}) {
+  for (StatusCode c :
+       {StatusCode::UNAVAILABLE, StatusCode::DEADLINE_EXCEEDED, StatusCode::ABORTED}) {
     EXPECT_TRUE(Retryable(grpc::Status(c, ""))) << c;
     EXPECT_FALSE(LeaseGone(grpc::Status(c, ""))) << c;
   }
@@ -253,7 +254,9 @@ class MetricsCoordinator {
   explicit MetricsCoordinator(v1::MockWorkerApiStub* stub) {
     ON_CALL(*stub, ReportMetrics(_, _, _))
         .WillByDefault(Invoke([this](grpc::ClientContext*, const v1::ReportMetricsRequest& req,
-                                     v1::ReportMetricsResponse* resp) { return Answer(req, resp); }));
+                                     v1::ReportMetricsResponse* resp) {
+          return Answer(req, resp);
+        }));
   }
   void Script(std::vector<grpc::Status> statuses) {
     std::lock_guard<std::mutex> lock(mu_);
