@@ -61,16 +61,20 @@ class FakeClock final : public Clock {
     });
   }
 
-  // Returns once at least `n` threads wait on this clock for a deadline
-  // still ahead (TimePoint::max() included): they are blocked until time
-  // moves or their predicate turns true.
-  void AwaitSleepers(int n) {
+  // Returns true once at least `n` threads wait on this clock for a
+  // deadline still ahead (TimePoint::max() included): they are blocked until
+  // time moves or their predicate turns true. Returns false as soon as
+  // `instead()` is true (checked every millisecond), e.g. when the thread
+  // expected to wait has ended instead.
+  bool AwaitSleepers(int n, const std::function<bool()>& instead = nullptr) {
     std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] {
+    while (true) {
       int ahead = 0;
       for (const auto& [id, deadline] : sleepers_) ahead += deadline > now_ ? 1 : 0;
-      return ahead >= n;
-    });
+      if (ahead >= n) return true;
+      if (instead && instead()) return false;
+      changed_.wait_for(lock, std::chrono::milliseconds(1));
+    }
   }
 
   // How many waits have ended so far.

@@ -638,7 +638,10 @@ class LeaseKeeperTest : public ::testing::Test {
   }
   // True once the keeper handled the answer and waits for the next
   // heartbeat, i.e. it still holds the lease (it stops on a lost one).
-  void AwaitNextBeat() { clock.AwaitSleepers(1); }
+  void AwaitNextBeat() {
+    EXPECT_TRUE(clock.AwaitSleepers(1, [this] { return state.lease_lost.load(); }))
+        << "the keeper gave the lease up";
+  }
 
   std::string reportable() {
     std::lock_guard<std::mutex> lock(mu);
@@ -707,7 +710,7 @@ TEST_F(LeaseKeeperTest, UnreachableKeepsTheLeaseForTheGrace) {
   for (size_t n = 1; n <= 10; ++n) {  // 10 s without a renewal: not more than the grace
     Beat(n);
     AwaitNextBeat();
-    EXPECT_FALSE(state.lease_lost) << n;
+    ASSERT_FALSE(state.lease_lost) << n;
   }
   Beat(11);
   keeper.reset();
@@ -721,7 +724,7 @@ TEST_F(LeaseKeeperTest, GraceIsAtLeastALeasePeriod) {
   for (size_t n = 1; n <= 3; ++n) {
     Beat(n);
     AwaitNextBeat();
-    EXPECT_FALSE(state.lease_lost) << n;
+    ASSERT_FALSE(state.lease_lost) << n;
   }
   Beat(4);
   keeper.reset();
@@ -738,7 +741,7 @@ TEST_F(LeaseKeeperTest, RenewalRestartsTheGrace) {
   for (size_t n = 1; n <= 19; ++n) {  // at 19 s: 10 s since the renewal
     Beat(n);
     AwaitNextBeat();
-    EXPECT_FALSE(state.lease_lost) << n;
+    ASSERT_FALSE(state.lease_lost) << n;
   }
   Beat(20);  // 11 s since the renewal
   keeper.reset();
@@ -752,7 +755,7 @@ TEST_F(LeaseKeeperTest, OtherErrorsLoseTheLeaseAfterAWholeLeasePeriod) {
   for (size_t n = 1; n <= 3; ++n) {  // 3 s: not more than the lease
     Beat(n);
     AwaitNextBeat();
-    EXPECT_FALSE(state.lease_lost) << n;
+    ASSERT_FALSE(state.lease_lost) << n;
   }
   Beat(4);
   keeper.reset();
