@@ -8,18 +8,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
-#include <functional>
-#include <map>
 #include <filesystem>
-#include <iostream>
-#include <sstream>
-#include <mutex>
+#include <map>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/recipe.h"
@@ -28,6 +21,10 @@
 #include "madam/v1/worker.grpc.pb.h"
 #include "proto/param_convert.h"
 #include "worker/fid.h"
+#include "worker/serve/clock.h"
+#include "worker/serve/coordinator_client.h"
+#include "worker/serve/lease_keeper.h"
+#include "worker/serve/metric_uploader.h"
 #include "worker/trainer.h"
 
 namespace madam::worker {
@@ -35,413 +32,31 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = ::madam::v1;
-using SteadyClock = std::chrono::steady_clock;
+using serve::Backoff;
+using serve::Clock;
+using serve::CoordinatorClient;
+using serve::Describe;
+using serve::LeaseGone;
+using serve::LeaseKeeper;
+using serve::LeaseRef;
+using serve::LeaseState;
+using serve::Log;
+using serve::MetricUploader;
+using serve::Retryable;
+using serve::StopFlag;
+using serve::WrittenCheckpoints;
 using std::chrono::milliseconds;
 
-// Set from the signal handler; everything that waits polls it.
-std::atomic<bool> g_stop{false};
+// The process's stop flag, for the SIGINT/SIGTERM handler (set by RunServe
+// before the handler is installed). The handler only stores to lock-free
+// atomics: async-signal-safe.
+std::atomic<StopFlag*> g_signal_stop{nullptr};
+static_assert(std::atomic<StopFlag*>::is_always_lock_free);
 
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
-
-// One line on stderr, written whole so lines from threads never interleave.
-template <typename... Args>
-void Log(const Args&... args) {
-  std::ostringstream line;
-  line << "madam-worker: ";
-  (line << ... << args);
-  line << "\n";
-  std::cerr << line.str() << std::flush;
+extern "C" void OnStopSignal(int) {
+  StopFlag* stop = g_signal_stop.load();
+  if (stop != nullptr) stop->Stop();
 }
-
-std::string Describe(const grpc::Status& s) {
-  // grpc::StatusCode and madam::StatusCode share their values.
-  return std::string(StatusCodeName(static_cast<StatusCode>(s.error_code()))) + ": " +
-         s.error_message();
-}
-
-bool Retryable(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         s.error_code() == grpc::StatusCode::ABORTED;
-}
-
-// The coordinator says this worker does not (or no longer) hold the lease:
-// stale epoch, run gone, or another holder's lease (PERMISSION_DENIED).
-bool LeaseGone(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-         s.error_code() == grpc::StatusCode::NOT_FOUND ||
-         s.error_code() == grpc::StatusCode::PERMISSION_DENIED;
-}
-
-// What every call of one lease carries (ARCHITECTURE.md section 5).
-struct LeaseRef {
-  std::string run_id;
-  int64_t epoch = 0;
-  std::string worker_id;
-  std::string secret;
-};
-
-// Sleeps up to `d`, waking early when the process is told to stop.
-void InterruptibleSleep(milliseconds d) {
-  const auto until = SteadyClock::now() + d;
-  while (!g_stop && SteadyClock::now() < until) {
-    std::this_thread::sleep_for(std::min<milliseconds>(
-        milliseconds(50), std::chrono::duration_cast<milliseconds>(until - SteadyClock::now())));
-  }
-}
-
-// Exponential backoff with jitter: 200 ms doubling to 5 s.
-class Backoff {
- public:
-  void Wait() {
-    std::uniform_int_distribution<int64_t> jitter(0, delay_.count() / 4);
-    InterruptibleSleep(delay_ + milliseconds(jitter(rng_)));
-    delay_ = std::min(delay_ * 2, milliseconds(5000));
-  }
-  void Reset() { delay_ = milliseconds(200); }
-
- private:
-  milliseconds delay_{200};
-  std::mt19937_64 rng_{std::random_device{}()};
-};
-
-// Builds call contexts: deadline and bearer token.
-class Calls {
- public:
-  explicit Calls(std::string token) : token_(std::move(token)) {}
-  void Prepare(grpc::ClientContext* ctx, milliseconds deadline) const {
-    ctx->set_deadline(std::chrono::system_clock::now() + deadline);
-    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
-  }
-
- private:
-  std::string token_;
-};
-
-// Streams a run's metric points to the coordinator from its own thread, in
-// batches, so training never waits on the network. A refused batch under a
-// stale lease marks the lease lost. A batch is dropped only when the
-// coordinator calls it invalid (INVALID_ARGUMENT); while the coordinator is
-// unreachable or its storage fails (UNAVAILABLE) the batch is retried and
-// later points wait behind it, up to kMaxBufferedPoints (then Write blocks
-// the training thread). Any other refusal, repeated kMaxRefusals times,
-// fails the run: a run never ends SUCCEEDED with points it was told were not
-// stored (section 5: no gaps).
-//
-// Thread-safety: Write, MarkEpoch and Flush are called from the training
-// thread; the upload loop runs on its own thread; shared fields are guarded
-// by mu_.
-class MetricUploader final : public MetricSink {
- public:
-  // `step` and `progress` are read when a batch is sent, for live progress.
-  MetricUploader(v1::WorkerApi::Stub* stub, const Calls* calls, LeaseRef lease,
-                 std::atomic<bool>* lease_lost, const std::atomic<int64_t>* step,
-                 const std::atomic<double>* progress)
-      : stub_(stub), calls_(calls), lease_(std::move(lease)), lease_lost_(lease_lost), step_(step),
-        progress_(progress), thread_([this] { Loop(); }) {}
-
-  ~MetricUploader() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      closing_ = true;
-    }
-    wake_.notify_all();
-    done_.notify_all();
-    thread_.join();
-  }
-
-  void Write(const MetricPoint& point) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    // Back-pressure while the coordinator is away: bounded memory.
-    while (queue_.size() >= kMaxBufferedPoints && !*lease_lost_ && !failed_ && !g_stop) {
-      done_.wait_for(lock, milliseconds(100));
-    }
-    if (*lease_lost_ || failed_) return;  // nothing more will be stored
-    queue_.push_back(point);
-    ++written_;
-    if (queue_.size() >= kBatchPoints) wake_.notify_one();
-  }
-
-  // Records that every point of `epoch` has been written: FlushedEpoch
-  // reaches it once they are all stored. Never waits.
-  void MarkEpoch(int64_t epoch) {
-    std::lock_guard<std::mutex> lock(mu_);
-    epoch_marks_.emplace_back(epoch, written_);
-    flush_requested_ = true;
-    wake_.notify_one();
-  }
-
-  // The newest epoch whose points are all stored by the coordinator (0: none).
-  int64_t FlushedEpoch() {
-    std::lock_guard<std::mutex> lock(mu_);
-    while (!epoch_marks_.empty() && epoch_marks_.front().second <= acked_) {
-      flushed_epoch_ = epoch_marks_.front().first;
-      epoch_marks_.pop_front();
-    }
-    return flushed_epoch_;
-  }
-
-  // Waits until every point written so far is stored by the coordinator.
-  // False when the lease was lost, the uploads failed or the process is
-  // stopping first.
-  bool Flush() {
-    std::unique_lock<std::mutex> lock(mu_);
-    const int64_t target = written_;
-    flush_requested_ = true;
-    wake_.notify_one();
-    while (acked_ < target) {
-      if (*lease_lost_ || failed_ || g_stop) return false;
-      done_.wait_for(lock, milliseconds(100));
-    }
-    return !failed_;
-  }
-
-  // Non-empty once the coordinator kept refusing batches: why the run failed.
-  std::string Failure() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return failure_;
-  }
-  bool failed() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return failed_;
-  }
-
- private:
-  static constexpr size_t kBatchPoints = 2000;
-  static constexpr size_t kMaxBufferedPoints = 1000000;  // ~100 MB of points
-  static constexpr int kMaxRefusals = 8;
-  static constexpr milliseconds kInterval{250};
-
-  void Loop() {
-    Backoff backoff;
-    std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      wake_.wait_for(lock, kInterval, [this] {
-        return closing_ || flush_requested_ || queue_.size() >= kBatchPoints;
-      });
-      flush_requested_ = false;
-      if (queue_.empty() || failed_) {
-        if (closing_) return;
-        continue;
-      }
-      v1::ReportMetricsRequest req;
-      req.set_run_id(lease_.run_id);
-      req.set_lease_epoch(lease_.epoch);
-      req.set_worker_id(lease_.worker_id);
-      req.set_lease_secret(lease_.secret);
-      req.set_step(*step_);
-      req.set_progress(*progress_);
-      const size_t n = std::min(queue_.size(), size_t{20000});
-      for (size_t i = 0; i < n; ++i) {
-        const MetricPoint& p = queue_[i];
-        v1::MetricPoint* out = req.add_points();
-        out->set_name(p.name);
-        out->set_step(p.step);
-        out->set_value(p.value);
-        out->set_time(p.time);
-      }
-      lock.unlock();
-      int refusals = 0;
-      std::string failure;
-      while (!*lease_lost_) {
-        grpc::ClientContext ctx;
-        calls_->Prepare(&ctx, milliseconds(30000));
-        v1::ReportMetricsResponse resp;
-        grpc::Status s = stub_->ReportMetrics(&ctx, req, &resp);
-        if (s.ok()) {
-          backoff.Reset();
-          break;
-        }
-        if (LeaseGone(s)) {
-          Log("run ", lease_.run_id, ": metrics refused (", Describe(s),
-              "); the lease is gone, stopping the run");
-          *lease_lost_ = true;
-          break;
-        }
-        if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
-          // A batch the coordinator can never take: say so and move on
-          // rather than block the run forever.
-          Log("run ", lease_.run_id, ": metric batch rejected (", Describe(s), "); dropped");
-          break;
-        }
-        if (!Retryable(s) && ++refusals >= kMaxRefusals) {
-          failure = "the coordinator refused metric batches " + std::to_string(refusals) +
-                    " times (" + Describe(s) + ")";
-          Log("run ", lease_.run_id, ": ", failure, "; failing the run");
-          break;
-        }
-        if (g_stop && closing_) break;
-        backoff.Wait();
-      }
-      lock.lock();
-      if (!failure.empty()) {
-        failed_ = true;
-        failure_ = failure;
-      }
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-      acked_ += static_cast<int64_t>(n);
-      if (*lease_lost_ || failed_) {
-        // Nothing more will be accepted under this lease; Flush and
-        // FlushedEpoch see the failure through lease_lost_ / failed_.
-        queue_.clear();
-        epoch_marks_.clear();
-        acked_ = -1;  // never "stored": no checkpoint is advertised past here
-        done_.notify_all();
-        if (closing_) return;
-        continue;
-      }
-      done_.notify_all();
-    }
-  }
-
-  v1::WorkerApi::Stub* stub_;
-  const Calls* calls_;
-  const LeaseRef lease_;
-  std::atomic<bool>* lease_lost_;
-  const std::atomic<int64_t>* step_;
-  const std::atomic<double>* progress_;
-
-  std::mutex mu_;
-  std::condition_variable wake_;  // the upload loop waits on it
-  std::condition_variable done_;  // Flush and a blocked Write wait on it
-  std::deque<MetricPoint> queue_;  // guarded by mu_
-  int64_t written_ = 0;            // guarded by mu_
-  int64_t acked_ = 0;              // guarded by mu_: stored or dropped as invalid
-  std::deque<std::pair<int64_t, int64_t>> epoch_marks_;  // guarded by mu_: (epoch, written_)
-  int64_t flushed_epoch_ = 0;      // guarded by mu_
-  bool flush_requested_ = false;   // guarded by mu_
-  bool closing_ = false;           // guarded by mu_
-  bool failed_ = false;            // guarded by mu_
-  std::string failure_;            // guarded by mu_
-  std::thread thread_;             // last: starts after the fields above exist
-};
-
-// The checkpoints this attempt wrote, for advertising: only a file this
-// attempt made durable, and only once every metric point of its epoch is
-// stored, is ever named to the coordinator (ARCHITECTURE.md section 5), so a
-// resumed attempt never leaves a gap before it.
-//
-// Thread-safety: Wrote runs on the training thread, Reportable on the
-// heartbeat thread; guarded by mu_.
-class WrittenCheckpoints {
- public:
-  void Wrote(int64_t epoch, std::string name) {
-    std::lock_guard<std::mutex> lock(mu_);
-    written_[epoch] = std::move(name);
-    // The trainer keeps the last two files; older names are gone from disk.
-    while (written_.size() > 2) written_.erase(written_.begin());
-  }
-  // The name of the newest checkpoint of an epoch <= flushed_epoch, or "".
-  std::string Reportable(int64_t flushed_epoch) const {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = written_.rbegin(); it != written_.rend(); ++it) {
-      if (it->first <= flushed_epoch) return it->second;
-    }
-    return "";
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::map<int64_t, std::string> written_;  // epoch -> file name
-};
-
-// Heartbeats a lease every third of its duration from its own thread; marks
-// the lease lost when the coordinator refuses it, when it cannot be renewed
-// for a whole lease period for any other error, or when the coordinator has
-// been unreachable (UNAVAILABLE, deadline exceeded) for longer than the
-// coordinator grace; records a cancel request.
-class Heartbeater {
- public:
-  struct Shared {
-    std::atomic<bool> lease_lost{false};
-    std::atomic<bool> cancelled{false};
-    std::atomic<int64_t> step{0};
-    std::atomic<double> progress{0};
-  };
-
-  Heartbeater(v1::WorkerApi::Stub* stub, const Calls* calls, LeaseRef lease, int64_t lease_seconds,
-              double grace_seconds, std::function<std::string()> reportable, Shared* shared)
-      : stub_(stub), calls_(calls), lease_(std::move(lease)), lease_seconds_(lease_seconds),
-        grace_(std::chrono::milliseconds(static_cast<int64_t>(
-            std::max<double>(grace_seconds, static_cast<double>(lease_seconds)) * 1000))),
-        reportable_(std::move(reportable)), shared_(shared), thread_([this] { Loop(); }) {}
-
-  ~Heartbeater() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void Loop() {
-    const milliseconds period(std::max<int64_t>(200, lease_seconds_ * 1000 / 3));
-    auto last_ok = SteadyClock::now();
-    bool unreachable_logged = false;
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
-      lock.unlock();
-      v1::HeartbeatRequest req;
-      req.set_run_id(lease_.run_id);
-      req.set_lease_epoch(lease_.epoch);
-      req.set_worker_id(lease_.worker_id);
-      req.set_lease_secret(lease_.secret);
-      req.set_checkpoint(reportable_());
-      req.set_step(shared_->step);
-      req.set_progress(shared_->progress);
-      grpc::ClientContext ctx;
-      calls_->Prepare(&ctx, period);
-      v1::HeartbeatResponse resp;
-      grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
-      const auto since_ok = SteadyClock::now() - last_ok;
-      if (s.ok()) {
-        if (unreachable_logged) Log("run ", lease_.run_id, ": the coordinator is back; lease renewed");
-        unreachable_logged = false;
-        last_ok = SteadyClock::now();
-        if (resp.cancel_requested() && !shared_->cancelled) {
-          Log("run ", lease_.run_id, ": cancelled by the coordinator");
-          shared_->cancelled = true;
-        }
-      } else if (LeaseGone(s)) {
-        Log("run ", lease_.run_id, ": lease refused (", Describe(s), "); stopping the run");
-        shared_->lease_lost = true;
-      } else if (Retryable(s)) {
-        if (since_ok > grace_) {
-          Log("run ", lease_.run_id, ": the coordinator was unreachable for more than ",
-              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(grace_).count()),
-              " s (", Describe(s), "); stopping the run");
-          shared_->lease_lost = true;
-        } else if (!unreachable_logged) {
-          Log("run ", lease_.run_id, ": cannot renew the lease (", Describe(s),
-              "); training on and retrying for up to ",
-              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(grace_).count()), " s");
-          unreachable_logged = true;
-        }
-      } else if (since_ok > std::chrono::seconds(lease_seconds_)) {
-        Log("run ", lease_.run_id, ": could not renew the lease for ", std::to_string(lease_seconds_),
-            " s (", Describe(s), "); stopping the run");
-        shared_->lease_lost = true;
-      }
-      lock.lock();
-      if (shared_->lease_lost) return;
-    }
-  }
-
-  v1::WorkerApi::Stub* stub_;
-  const Calls* calls_;
-  const LeaseRef lease_;
-  const int64_t lease_seconds_;
-  const std::chrono::milliseconds grace_;
-  std::function<std::string()> reportable_;
-  Shared* shared_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
-  std::thread thread_;
-};
-
 // A checkpoint name as the coordinator stores it (epoch-<N>.pt): a bare file
 // name, never a path. Anything else is ignored with a warning.
 bool IsCheckpointName(const std::string& name) {
@@ -485,9 +100,10 @@ void RemoveRunDirectory(const std::string& dir) {
 
 class Server {
  public:
+  // `clock` and `stop` are not owned; everything that waits uses them.
   Server(const ServeOptions& options, Trainer* trainer,
-         std::shared_ptr<grpc::ChannelCredentials> credentials)
-      : options_(options), trainer_(trainer), calls_(options.token) {
+         std::shared_ptr<grpc::ChannelCredentials> credentials, Clock* clock, const StopFlag* stop)
+      : options_(options), trainer_(trainer), clock_(clock), stop_(stop) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
@@ -497,6 +113,7 @@ class Server {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
     channel_ = grpc::CreateCustomChannel(options.coordinator, std::move(credentials), args);
     stub_ = v1::WorkerApi::NewStub(channel_);
+    client_ = std::make_unique<CoordinatorClient>(stub_.get(), options.token);
   }
 
   int Serve() {
@@ -507,20 +124,18 @@ class Server {
       gethostname(host, sizeof host - 1);
       name = std::string(host) + ":" + device;
     }
-    Backoff backoff;
+    Backoff backoff(clock_, stop_);
     bool reported_unreachable = false;
     int runs_done = 0;
-    auto idle_since = SteadyClock::now();
-    while (!g_stop) {
+    auto idle_since = clock_->Now();
+    while (!stop_->stopped()) {
       if (worker_id_.empty()) {
         v1::RegisterWorkerRequest req;
         req.set_name(name);
         req.set_device(device);
         req.set_info("madam-worker pid " + std::to_string(getpid()));
         v1::RegisterWorkerResponse resp;
-        grpc::ClientContext ctx;
-        calls_.Prepare(&ctx, milliseconds(10000));
-        grpc::Status s = stub_->RegisterWorker(&ctx, req, &resp);
+        grpc::Status s = client_->RegisterWorker(req, &resp);
         if (!s.ok()) {
           if (!Retryable(s)) {
             Log("coordinator at ", options_.coordinator, " refused registration: ", Describe(s));
@@ -546,9 +161,7 @@ class Server {
       if (acquire_request_id_.empty()) acquire_request_id_ = NewRequestId();
       req.set_request_id(acquire_request_id_);
       v1::AcquireRunResponse lease;
-      grpc::ClientContext ctx;
-      calls_.Prepare(&ctx, milliseconds(10000));
-      grpc::Status s = stub_->AcquireRun(&ctx, req, &lease);
+      grpc::Status s = client_->AcquireRun(req, &lease);
       if (!s.ok()) {
         if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
           worker_id_.clear();  // the coordinator forgot us (new database): register again
@@ -566,17 +179,17 @@ class Server {
       backoff.Reset();
       if (!lease.has_run()) {
         if (options_.idle_exit_seconds > 0 &&
-            std::chrono::duration<double>(SteadyClock::now() - idle_since).count() >
+            std::chrono::duration<double>(clock_->Now() - idle_since).count() >
                 options_.idle_exit_seconds) {
           Log("no run for ", std::to_string(options_.idle_exit_seconds), " s; exiting");
           break;
         }
-        InterruptibleSleep(milliseconds(std::clamp<int64_t>(lease.retry_after_ms(), 50, 10000)));
+        stop_->WaitFor(*clock_, milliseconds(std::clamp<int64_t>(lease.retry_after_ms(), 50, 10000)));
         continue;
       }
       RunLease(lease);
       ++runs_done;
-      idle_since = SteadyClock::now();
+      idle_since = clock_->Now();
       if (options_.max_runs > 0 && runs_done >= options_.max_runs) break;
     }
     return 0;
@@ -637,17 +250,17 @@ class Server {
     }
     if (!candidates.empty()) Log("run ", run_id, ": resuming from ", candidates.front());
 
-    Heartbeater::Shared shared;
+    LeaseState shared;
     WrittenCheckpoints written;
     RunSummary summary;
     std::string upload_failure;
     {
-      MetricUploader uploader(stub_.get(), &calls_, RefOf(lease), &shared.lease_lost, &shared.step,
-                              &shared.progress);
-      Heartbeater heartbeater(stub_.get(), &calls_, RefOf(lease),
-                              std::max<int64_t>(1, lease.lease_seconds()),
-                              options_.coordinator_grace_seconds,
-                              [&] { return written.Reportable(uploader.FlushedEpoch()); }, &shared);
+      MetricUploader uploader(client_.get(), RefOf(lease), &shared.lease_lost, &shared.step,
+                              &shared.progress, clock_, stop_);
+      LeaseKeeper keeper(client_.get(), RefOf(lease), std::max<int64_t>(1, lease.lease_seconds()),
+                         options_.coordinator_grace_seconds,
+                         [&] { return written.Reportable(uploader.FlushedEpoch()); }, &shared,
+                         clock_);
       RunHooks hooks;
       hooks.sink = &uploader;
       hooks.checkpoint_dir = dir;
@@ -657,7 +270,7 @@ class Server {
       hooks.resume_candidates = candidates;
       hooks.attempt = lease.attempt();
       hooks.should_stop = [&] {
-        return shared.lease_lost || shared.cancelled || g_stop || uploader.failed();
+        return shared.lease_lost || shared.cancelled || stop_->stopped() || uploader.failed();
       };
       hooks.on_checkpoint = [&](int64_t epoch, const std::string& path) {
         written.Wrote(epoch, fs::path(path).filename().string());
@@ -706,31 +319,26 @@ class Server {
                 const std::map<std::string, double>& final, const std::string& error,
                 const std::string& checkpoint) {
     v1::CompleteRunRequest req;
-    req.set_run_id(lease.run_id());
-    req.set_lease_epoch(lease.lease_epoch());
-    req.set_worker_id(worker_id_);
-    req.set_lease_secret(lease.lease_secret());
+    serve::SetLease(RefOf(lease), &req);
     req.set_outcome(outcome);
     req.mutable_final()->insert(final.begin(), final.end());
     req.set_error(error.substr(0, 4096));
     req.set_checkpoint(checkpoint);
-    Backoff backoff;
+    Backoff backoff(clock_, stop_);
     const auto give_up =
-        SteadyClock::now() +
+        clock_->Now() +
         std::chrono::milliseconds(static_cast<int64_t>(
             1000 * std::max<double>(options_.coordinator_grace_seconds,
                                     3.0 * static_cast<double>(std::max<int64_t>(1, lease.lease_seconds())))));
     while (true) {
-      grpc::ClientContext ctx;
-      calls_.Prepare(&ctx, milliseconds(10000));
       v1::CompleteRunResponse resp;
-      grpc::Status s = stub_->CompleteRun(&ctx, req, &resp);
+      grpc::Status s = client_->CompleteRun(req, &resp);
       if (s.ok()) {
         Log("run ", lease.run_id(), ": ", v1::RunState_Name(outcome),
             (error.empty() ? std::string() : " (" + error + ")"));
         return true;
       }
-      if (!Retryable(s) || SteadyClock::now() > give_up || g_stop) {
+      if (!Retryable(s) || clock_->Now() > give_up || stop_->stopped()) {
         Log("run ", lease.run_id(), ": completion not recorded (", Describe(s), ")");
         return false;
       }
@@ -740,9 +348,11 @@ class Server {
 
   const ServeOptions& options_;
   Trainer* trainer_;
-  Calls calls_;
+  Clock* clock_;
+  const StopFlag* stop_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerApi::Stub> stub_;
+  std::unique_ptr<CoordinatorClient> client_;
   std::string NewRequestId() {
     std::uniform_int_distribution<uint64_t> bits;
     char buf[40];
@@ -794,6 +404,10 @@ void AddServeFlags(CLI::App& app, ServeOptions& options) {
 }
 
 int RunServe(const ServeOptions& options) {
+  // Static: the handler may still run while the process exits.
+  static StopFlag stop;
+  static serve::RealClock clock;
+  g_signal_stop.store(&stop);
   struct sigaction action {};
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
@@ -827,7 +441,7 @@ int RunServe(const ServeOptions& options) {
     credentials = grpc::SslCredentials(ssl);
   }
   Trainer trainer(worker_options);
-  Server server(options, &trainer, std::move(credentials));
+  Server server(options, &trainer, std::move(credentials), &clock, &stop);
   return server.Serve();
 }
 
