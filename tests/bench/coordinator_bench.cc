@@ -14,7 +14,8 @@
 //               warm-up and ReportMetrics p99 latency under 50 ms, and exits 1
 //               when one fails (ARCHITECTURE.md section 5).
 //   coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B]
-//                     [--runs R] [--only ingest|schedule|trials|load] [--quick]
+//                     [--runs R] [--only ingest|schedule|trials|load|fleet]
+//                     [--points-per-second P] [--quick]
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -25,7 +26,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <queue>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +39,7 @@
 #include "madam/v1/coordinator.grpc.pb.h"
 #include "madam/v1/worker.grpc.pb.h"
 #include "tests/support/child_process.h"
+#include "worker/serve/metric_uploader.h"
 
 namespace {
 
@@ -46,6 +53,10 @@ struct Options {
   int batch = 1000;
   int runs = 10000;
   std::string only;
+  // fleet: points one simulated run produces per second. The trainer logs
+  // about 5 points every 10 steps, so 25/s is a GPU run at 50 steps/s; a
+  // CPU Fashion-MNIST run logs ~250/s.
+  double points_per_second = 25;
 };
 
 // Every call has a deadline, so a stalled coordinator shows up as errors
@@ -414,12 +425,285 @@ bool Load(const Options& o, const std::string& address, pid_t madamd_pid,
   return ok;
 }
 
+
+// ---- fleet (--only fleet) ---------------------------------------------------
+//
+// W simulated workers at the real worker's cadence, every one on its own
+// connection: each holds one lease, heartbeats every lease/3 (10 s at
+// madamd's default 30 s lease) and uploads the points its training produced
+// (--points-per-second each) on the worker's adaptive cadence
+// (UploadCadence in worker/serve/metric_uploader.h): from 250 ms up to 5 s as
+// madamd advises or calls slow down, a RESOURCE_EXHAUSTED batch kept and
+// sent again. Calls are asynchronous (gRPC's callback API), driven by one
+// timer thread, so 2,000 workers need no 2,000 threads. Reports heartbeat
+// latency (the target: p99 under 1 s), ReportMetrics latency, points/s and
+// errors, over the run after a warm-up of a quarter of it, and exits 1 when
+// a heartbeat p99 reaches 1 s or any call fails.
+
+struct FleetEvent {
+  Clock::time_point at;
+  int worker;
+  bool heartbeat;  // else an upload
+  bool operator>(const FleetEvent& o) const { return at > o.at; }
+};
+
+struct FleetWorker {
+  std::unique_ptr<v1::WorkerApi::Stub> stub;
+  std::string id;
+  v1::AcquireRunResponse lease;
+  madam::worker::serve::UploadCadence cadence;
+  Clock::time_point produced_until;  // points up to here have been sent
+  int64_t step = 0;
+};
+
+class Fleet {
+ public:
+  Fleet(const Options& o, std::vector<FleetWorker>* workers)
+      : o_(o), workers_(*workers), warm_(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                              std::chrono::duration<double>(o.seconds / 4))) {}
+
+  void Run() {
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.seconds));
+    std::mt19937 rng(7);
+    // Real workers start at different moments: spread the first calls.
+    for (int w = 0; w < static_cast<int>(workers_.size()); ++w) {
+      workers_[w].produced_until = start;
+      Push({start + Millis(rng() % 250), w, false});  // the cadence's floor
+      Push({start + Millis(rng() % kHeartbeatMs), w, true});
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      if (events_.empty()) {
+        cv_.wait_for(lock, std::chrono::milliseconds(50));
+        if (Clock::now() >= end && in_flight_ == 0) break;
+        continue;
+      }
+      const FleetEvent next = events_.top();
+      if (next.at > Clock::now()) {
+        cv_.wait_until(lock, std::min(next.at, end + std::chrono::seconds(30)));
+        if (Clock::now() >= end && in_flight_ == 0) break;
+        continue;
+      }
+      events_.pop();
+      if (next.at >= end) {
+        if (in_flight_ == 0) break;
+        continue;
+      }
+      ++in_flight_;
+      lock.unlock();
+      if (next.heartbeat) {
+        SendHeartbeat(next.worker);
+      } else {
+        SendUpload(next.worker);
+      }
+      lock.lock();
+    }
+    elapsed_ = Since(start);
+  }
+
+  bool Report() const {
+    auto pct = [](std::vector<double> v, double q) {
+      if (v.empty()) return 0.0;
+      std::sort(v.begin(), v.end());
+      return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+    };
+    double interval_sum = 0;
+    for (const FleetWorker& w : workers_) interval_sum += static_cast<double>(w.cadence.interval().count());
+    const double measured = elapsed_ - o_.seconds / 4;
+    std::printf("fleet: %zu workers, %.0f points/s each, %.0f s (stats after %.0f s of warm-up)\n",
+                workers_.size(), o_.points_per_second, o_.seconds, o_.seconds / 4);
+    std::printf("fleet: Heartbeat latency p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu calls)\n",
+                pct(heartbeat_s_, 0.5) * 1e3, pct(heartbeat_s_, 0.99) * 1e3, pct(heartbeat_s_, 1.0) * 1e3,
+                heartbeat_s_.size());
+    std::printf("fleet: ReportMetrics latency p50 %.1f ms, p99 %.1f ms (%zu calls, %.0f calls/s)\n",
+                pct(upload_s_, 0.5) * 1e3, pct(upload_s_, 0.99) * 1e3, upload_s_.size(),
+                static_cast<double>(upload_s_.size()) / measured);
+    std::printf("fleet: %.0f points/s stored; %lld batches deferred (RESOURCE_EXHAUSTED), %lld errors; "
+                "mean upload interval at the end %.0f ms\n",
+                static_cast<double>(points_) / measured, static_cast<long long>(deferred_),
+                static_cast<long long>(errors_), interval_sum / static_cast<double>(workers_.size()));
+    for (const auto& [code, n] : error_codes_) {
+      std::printf("fleet:   error code %d: %lld\n", code, static_cast<long long>(n));
+    }
+    const double p99 = pct(heartbeat_s_, 0.99);
+    std::printf("RESULT fleet_heartbeat_p99_ms %.1f\nRESULT fleet_points_per_second %.0f\n", p99 * 1e3,
+                static_cast<double>(points_) / measured);
+    bool ok = true;
+    if (errors_ > 0) { std::printf("FAIL: %lld errors\n", static_cast<long long>(errors_)); ok = false; }
+    if (p99 >= 1.0) { std::printf("FAIL: heartbeat p99 %.1f ms >= 1 s\n", p99 * 1e3); ok = false; }
+    if (heartbeat_s_.empty()) { std::printf("FAIL: no heartbeat measured\n"); ok = false; }
+    return ok;
+  }
+
+ private:
+  static constexpr int64_t kHeartbeatMs = 10000;  // lease 30 s / 3, as the worker
+  static constexpr int kNames = 8;
+
+  static Clock::duration Millis(int64_t ms) { return std::chrono::milliseconds(ms); }
+
+  void Push(FleetEvent e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push(e);
+    }
+    cv_.notify_one();
+  }
+
+  void Done(FleetEvent next, bool measured_call, bool heartbeat, double seconds, const grpc::Status& s,
+            int64_t points, bool deferred) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --in_flight_;
+    if (measured_call) {
+      if (s.ok()) {
+        (heartbeat ? heartbeat_s_ : upload_s_).push_back(seconds);
+        points_ += points;
+      } else if (deferred) {
+        ++deferred_;
+      } else {
+        ++errors_;
+        ++error_codes_[static_cast<int>(s.error_code())];
+      }
+    }
+    events_.push(next);
+    cv_.notify_one();
+  }
+
+  void SendHeartbeat(int w) {
+    FleetWorker& fw = workers_[w];
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::HeartbeatRequest req;
+      v1::HeartbeatResponse resp;
+      Clock::time_point sent;
+    };
+    auto* call = new Call;
+    call->req.set_run_id(fw.lease.run_id());
+    call->req.set_lease_epoch(fw.lease.lease_epoch());
+    call->req.set_worker_id(fw.id);
+    call->req.set_lease_secret(fw.lease.lease_secret());
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(kHeartbeatMs));
+    call->sent = Clock::now();
+    fw.stub->async()->Heartbeat(&call->ctx, &call->req, &call->resp, [this, call, w](grpc::Status s) {
+      const double took = Since(call->sent);
+      Done({call->sent + Millis(kHeartbeatMs), w, true}, call->sent >= warm_, true, took, s, 0, false);
+      delete call;
+    });
+  }
+
+  void SendUpload(int w) {
+    FleetWorker& fw = workers_[w];
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::ReportMetricsRequest req;
+      v1::ReportMetricsResponse resp;
+      Clock::time_point sent, produced_until;
+      int64_t step_after = 0;
+    };
+    auto* call = new Call;
+    const auto now = Clock::now();
+    // The points the run produced since the last stored batch, up to the
+    // cadence's batch cap (the rest wait, as in the worker's queue).
+    const double owed = o_.points_per_second * std::chrono::duration<double>(now - fw.produced_until).count();
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(owed), static_cast<int64_t>(fw.cadence.batch_cap()));
+    call->req.set_run_id(fw.lease.run_id());
+    call->req.set_lease_epoch(fw.lease.lease_epoch());
+    call->req.set_worker_id(fw.id);
+    call->req.set_lease_secret(fw.lease.lease_secret());
+    static const char* kNamesList[kNames] = {"train/loss", "train/error", "optim/relative_update",
+                                             "optim/grad_norm", "optim/weight_norm", "optim/lr",
+                                             "optim/bits_used", "optim/clipped"};
+    int64_t step = fw.step;
+    for (int64_t i = 0; i < n; ++i, ++step) {
+      auto* p = call->req.add_points();
+      p->set_name(kNamesList[step % kNames]);
+      p->set_step(step / kNames);
+      p->set_value(1.0 / static_cast<double>(step + 1));
+      p->set_time(1.7e9);
+    }
+    call->step_after = step;
+    call->produced_until =
+        n >= static_cast<int64_t>(owed)
+            ? now
+            : fw.produced_until + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(static_cast<double>(n) / o_.points_per_second));
+    call->req.set_step(step / kNames);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    call->sent = Clock::now();
+    if (n == 0) {
+      // Nothing produced yet: look again after one interval.
+      std::lock_guard<std::mutex> lock(mu_);
+      --in_flight_;
+      events_.push({now + fw.cadence.interval(), w, false});
+      delete call;
+      return;
+    }
+    fw.stub->async()->ReportMetrics(&call->ctx, &call->req, &call->resp, [this, call, w, n](grpc::Status s) {
+      FleetWorker& fw = workers_[w];
+      const double took = Since(call->sent);
+      const bool deferred = s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+      if (s.ok()) {
+        fw.cadence.OnStored(std::chrono::milliseconds(static_cast<int64_t>(took * 1000)),
+                            call->resp.upload_interval_ms());
+      } else if (deferred) {
+        fw.cadence.OnBusy();
+      }
+      if (s.ok()) {
+        fw.step = call->step_after;
+        fw.produced_until = call->produced_until;
+      }
+      // The worker waits one interval after an answer before its next batch.
+      Done({Clock::now() + fw.cadence.interval(), w, false}, call->sent >= warm_, false, took, s,
+           s.ok() ? n : 0, deferred);
+      delete call;
+    });
+  }
+
+  const Options& o_;
+  std::vector<FleetWorker>& workers_;
+  const Clock::time_point warm_;
+  double elapsed_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<FleetEvent, std::vector<FleetEvent>, std::greater<FleetEvent>> events_;  // guarded by mu_
+  int64_t in_flight_ = 0;                                                                      // guarded by mu_
+  std::vector<double> heartbeat_s_, upload_s_;                                                 // guarded by mu_
+  int64_t points_ = 0, deferred_ = 0, errors_ = 0;                                             // guarded by mu_
+  std::map<int, int64_t> error_codes_;                                                         // guarded by mu_
+};
+
+bool RunFleet(const Options& o, const std::string& address, v1::Coordinator::Stub* client) {
+  Submit(client, GridSweep(std::max(o.workers, 2), "fleet"), nullptr);
+  auto channels = Channels(address, o.workers);
+  std::vector<FleetWorker> workers(o.workers);
+  // Registration and the first lease, from a few threads: not measured.
+  const auto start = Clock::now();
+  std::atomic<int> next{0}, missing{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      for (int w = next++; w < o.workers; w = next++) {
+        workers[w].stub = v1::WorkerApi::NewStub(channels[w]);
+        workers[w].id = Register(workers[w].stub.get(), 5000 + w);
+        if (!Acquire(workers[w].stub.get(), workers[w].id, &workers[w].lease)) ++missing;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::printf("fleet: %d workers registered and leased in %.1f s\n", o.workers, Since(start));
+  if (missing > 0) Fatal(std::to_string(missing.load()) + " simulated workers got no lease");
+  Fleet fleet(o, &workers);
+  fleet.Run();
+  return fleet.Report();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: coordinator_bench MADAMD [--workers N] [--seconds S] [--batch B] "
-                         "[--runs R] [--only ingest|schedule|trials|load] [--quick]\n");
+                         "[--runs R] [--only ingest|schedule|trials|load|fleet] [--points-per-second P] [--quick]\n");
     return 2;
   }
   Options o;
@@ -432,6 +716,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") o.batch = std::atoi(next().c_str());
     else if (a == "--runs") o.runs = std::atoi(next().c_str());
     else if (a == "--only") o.only = next();
+    else if (a == "--points-per-second") o.points_per_second = std::atof(next().c_str());
     else if (a == "--quick") { o.seconds = 1; o.runs = 500; o.workers = 4; }
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
@@ -441,7 +726,11 @@ int main(int argc, char** argv) {
   StartWatchdog(o.seconds * 3 + 90);
   madam::testing::TempDir dir;
   const std::string db = dir.path() + "/bench.db";
-  auto madamd = madam::testing::StartMadamd(o.madamd, db, {"--lease-seconds", "300", "--max-leases-per-worker", "1024"});
+  // The fleet runs at madamd's default lease, as a real fleet would; the
+  // other modes hold leases long so that nothing expires under load.
+  std::vector<std::string> madamd_args = {"--max-leases-per-worker", "1024"};
+  if (o.only != "fleet") madamd_args.insert(madamd_args.end(), {"--lease-seconds", "300"});
+  auto madamd = madam::testing::StartMadamd(o.madamd, db, madamd_args);
   g_madamd_pid = madamd.process->pid();
   auto client = v1::Coordinator::NewStub(
       grpc::CreateChannel(madamd.address, grpc::InsecureChannelCredentials()));
@@ -453,6 +742,8 @@ int main(int argc, char** argv) {
   if (o.only.empty() || o.only == "trials") Trials(o, madamd.address, client.get());
   g_phase = "load";
   if (o.only == "load" && !Load(o, madamd.address, madamd.process->pid(), client.get())) return 1;
+  g_phase = "fleet";
+  if (o.only == "fleet" && !RunFleet(o, madamd.address, client.get())) return 1;
   g_phase = "shutdown";
   return 0;
 }
