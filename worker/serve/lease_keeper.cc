@@ -46,8 +46,14 @@ void LeaseKeeper::Loop() {
   bool unreachable_logged = false;
   const std::string grace_text =
       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(grace_).count());
+  // While the coordinator is unreachable, retry every kRetry rather than a
+  // whole period: after a restart it extends running leases by only one
+  // lease period (ARCHITECTURE.md section 5), and the renewal must land in
+  // it even when reconnecting takes a while.
+  constexpr std::chrono::milliseconds kRetry(250);
+  auto wait = period_;
   std::unique_lock<std::mutex> lock(mu_);
-  while (!clock_->WaitUntil(lock, cv_, clock_->Now() + period_, [this] { return stop_; })) {
+  while (!clock_->WaitUntil(lock, cv_, clock_->Now() + wait, [this] { return stop_; })) {
     lock.unlock();
     v1::HeartbeatRequest req;
     SetLease(lease_, &req);
@@ -57,6 +63,7 @@ void LeaseKeeper::Loop() {
     v1::HeartbeatResponse resp;
     grpc::Status s = client_->Heartbeat(req, &resp, period_);
     const auto since_ok = clock_->Now() - last_ok;
+    wait = Retryable(s) ? std::min<std::chrono::milliseconds>(kRetry, period_) : period_;
     if (s.ok()) {
       if (unreachable_logged) {
         Log("run ", lease_.run_id, ": the coordinator is back; lease renewed");
