@@ -578,10 +578,13 @@ int SweepPromote(const CommandEnv& env, const SweepPromoteOptions& options) {
     j["existing"] = response.existing();
     j["reasons"] = Json::array();
     for (const std::string& r : response.reasons()) j["reasons"].push_back(r);
+    j["warnings"] = Json::array();
+    for (const std::string& w : response.warnings()) j["warnings"].push_back(w);
     j["spec_text"] = response.spec_text();
     *env.out << j.dump() << '\n';
     return kExitOk;
   }
+  for (const std::string& w : response.warnings()) *env.err << "warning: " << w << '\n';
   if (options.dry_run) {
     *env.out << response.spec_text();
     *env.out << "# valid: " << response.runs() << " run" << (response.runs() == 1 ? "" : "s")

@@ -361,6 +361,7 @@ grpc::Status CoordinatorService::PromoteSweep(grpc::ServerContext*, const v1::Pr
   }
   resp->set_spec_text(promotion->spec_text);
   for (const std::string& r : promotion->reasons) resp->add_reasons(r);
+  for (const std::string& w : promotion->warnings) resp->add_warnings(w);
   resp->set_runs(static_cast<int64_t>(CountRuns(*spec)));
   if (req->dry_run()) return grpc::Status::OK;
   NewSweep sweep = ToNewSweep(*spec, promotion->spec_text);

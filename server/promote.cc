@@ -317,6 +317,24 @@ Result<Promotion> BuildPromotion(const SweepRow& parent, const std::vector<RunRo
   }
 
   Promotion out;
+  {
+    std::set<int64_t> parent_seeds;
+    for (const RunRow& run : runs) {
+      auto seed = run.params.find("seed");
+      if (seed != run.params.end() && seed->second.is_number()) {
+        parent_seeds.insert(static_cast<int64_t>(seed->second.number));
+      }
+    }
+    std::string shared;
+    for (int64_t seed : options.seeds) {
+      if (parent_seeds.count(seed)) shared += (shared.empty() ? "" : ",") + std::to_string(seed);
+    }
+    if (!shared.empty()) {
+      out.warnings.push_back("seeds " + shared + " were run by " + parent.id +
+                             " already: Table 1 will repeat those runs instead of testing the chosen "
+                             "lrs on fresh seeds; pass --seeds with others (e.g. 3,4,5)");
+    }
+  }
   out.name = options.name.empty() ? DefaultPromotedName(parent.name) : options.name;
   std::ostringstream y;
   y << "# Table 1 (stage 2), promoted from Figure 1 sweep " << parent.id << " (" << parent.name

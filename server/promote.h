@@ -38,6 +38,10 @@ struct Promotion {
   std::string name;
   std::string spec_text;             // the Table 1 sweep file
   std::vector<std::string> reasons;  // one line per promoted cell, in cell order
+  // What the user should know but that does not stop the promotion: seeds
+  // the parent already ran (Table 1 would then repeat Figure 1's runs, not
+  // test the chosen lrs on fresh ones).
+  std::vector<std::string> warnings;
 };
 
 // Seeds for promote and extend: non-empty, each >= 0, no repeats.

@@ -122,6 +122,21 @@ TEST(PromoteTest, BaselinesTakeTheLrWithTheBestMeanAndMadamTakesPointZeroOne) {
       << p->reasons[2];
 }
 
+TEST(PromoteTest, SeedsTheParentRanAlreadyAreWarnedAbout) {
+  Fixture f = MakeSweep(kFigure1, [](const RunParams&) { return End{RunState::kSucceeded, 10.0}; });
+  // The parent ran seeds 0 and 1; the default 0,1,2 repeats two of them.
+  auto repeated = BuildPromotion(f.sweep, f.runs, PromoteOptions{});
+  ASSERT_TRUE(repeated.ok()) << repeated.status().ToString();
+  ASSERT_EQ(repeated->warnings.size(), 1u);
+  EXPECT_NE(repeated->warnings[0].find("seeds 0,1 were run by sw-0000abcd already"), std::string::npos)
+      << repeated->warnings[0];
+  PromoteOptions fresh;
+  fresh.seeds = {3, 4, 5};
+  auto fresh_seeds = BuildPromotion(f.sweep, f.runs, fresh);
+  ASSERT_TRUE(fresh_seeds.ok()) << fresh_seeds.status().ToString();
+  EXPECT_TRUE(fresh_seeds->warnings.empty());
+}
+
 TEST(PromoteTest, ADivergedOrFailedSeedMakesItsLrTheWorst) {
   // sgd at 0.1 has the best single value but one seed diverged; adam at
   // 0.01 one seed failed and another succeeded without the metric.
