@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/catalogue.h"
 #include "common/param_json.h"
 #include "common/recipe.h"
 #include "common/run_config.h"
@@ -118,11 +119,15 @@ bool ValidDevice(const std::string& d) {
 
 CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& o) {
   CLI::App* cmd = app.add_subcommand("train", "Run one training run without a coordinator");
-  cmd->add_option("--task", o.task, "Task (fmnist-mlp, fmnist-cnn, cifar10-resnet18, "
-                                    "cifar100-resnet18, cifar10-cgan, wikitext2-transformer, "
-                                    "synthetic-mlp)")
-      ->required();
-  cmd->add_option("--optimizer", o.optimizer, "Optimiser (sgd, adam, madam, int_madam)")->required();
+  // The names come from the catalogue, so the help lists every task and
+  // optimiser this build has (and nothing it lacks).
+  std::string tasks, optimizers;
+  for (const TaskInfo& t : KnownTasks()) tasks += (tasks.empty() ? "" : ", ") + std::string(t.name);
+  for (const OptimizerInfo& opt : KnownOptimizers()) {
+    optimizers += (optimizers.empty() ? "" : ", ") + std::string(opt.name);
+  }
+  cmd->add_option("--task", o.task, "Task (" + tasks + ")")->required();
+  cmd->add_option("--optimizer", o.optimizer, "Optimiser (" + optimizers + ")")->required();
   cmd->add_option("--lr", o.lr, "Learning rate (default 0.01)");
   cmd->add_option("--epochs", o.epochs, "Epochs (default 3)");
   cmd->add_option("--batch-size", o.batch_size, "Batch size (default 128)");
