@@ -552,6 +552,7 @@ int SweepPromote(const CommandEnv& env, const SweepPromoteOptions& options) {
   request.set_sweep_id(options.sweep_id);
   request.set_name(options.name);
   request.set_dry_run(options.dry_run);
+  request.set_epochs(options.epochs);
   std::vector<int64_t> seeds;
   std::string error;
   if (!ParseSeedList(options.seeds, &seeds, &error)) {
@@ -692,6 +693,10 @@ void AddSweepCommands(CLI::App& app, const CommandEnv& env, CommandAction* actio
       ->capture_default_str();
   promote->add_option("--name", promote_opts->name, "Name of the new sweep (default: from the parent's)");
   promote->add_flag("--dry-run", promote_opts->dry_run, "Print the new sweep file; create nothing");
+  promote->add_option("--epochs", promote_opts->epochs,
+                      "Epochs of every Table 1 run (default: the parent's; give the recipe's when "
+                      "Figure 1 ran shorter than its schedule)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   promote->callback([&env, action, promote_opts] {
     *action = [&env, promote_opts] { return SweepPromote(env, *promote_opts); };
   });

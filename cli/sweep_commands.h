@@ -37,6 +37,7 @@ struct SweepPromoteOptions {
   std::string seeds = "0,1,2";  // comma-separated
   std::string name;             // empty: from the parent's name
   bool dry_run = false;
+  int64_t epochs = 0;           // 0: the parent's
 };
 
 struct SweepExtendOptions {

@@ -46,10 +46,14 @@ NewSweep ToNewSweep(const SweepSpec& spec, const std::string& text) {
 
 // The dedupe key of a promote: a retried request (the same parent, seeds
 // and name) finds the sweep the first one created.
-std::string PromoteKey(const std::string& parent, const std::vector<int64_t>& seeds, const std::string& name) {
+std::string PromoteKey(const std::string& parent, const std::vector<int64_t>& seeds, const std::string& name,
+                       int64_t epochs) {
   std::string key = "promote|" + parent + "|seeds=";
   for (size_t i = 0; i < seeds.size(); ++i) key += (i ? "," : "") + std::to_string(seeds[i]);
-  return key + "|name=" + name;
+  key += "|name=" + name;
+  // Absent for the default, so promotions made before --epochs keep their key.
+  if (epochs > 0) key += "|epochs=" + std::to_string(epochs);
+  return key;
 }
 
 }  // namespace
@@ -336,7 +340,8 @@ grpc::Status CoordinatorService::PromoteSweep(grpc::ServerContext*, const v1::Pr
   auto parent = store_->GetSweep(req->sweep_id());
   if (!parent.ok()) return ToGrpcStatus(parent.status());
   options.name = req->name().empty() ? DefaultPromotedName(parent->name) : req->name();
-  const std::string key = PromoteKey(parent->id, options.seeds, options.name);
+  options.epochs = req->epochs();
+  const std::string key = PromoteKey(parent->id, options.seeds, options.name, options.epochs);
   if (!req->dry_run()) {
     auto existing = store_->FindSweepByIdempotencyKey(key);
     if (!existing.ok()) return ToGrpcStatus(existing.status());
@@ -356,8 +361,13 @@ grpc::Status CoordinatorService::PromoteSweep(grpc::ServerContext*, const v1::Pr
   if (!promotion.ok()) return ToGrpcStatus(promotion.status());
   auto spec = ParseSweepSpec(promotion->spec_text, promotion->name + ".yaml", limits_);
   if (!spec.ok()) {
-    return ToGrpcStatus(Status::Internal("the promoted sweep file of " + parent->id +
-                                         " does not parse (a madamd bug): " + spec.status().message()));
+    // Most often the parent's own epochs are too few for the recipe's
+    // schedule (a milestone past the last epoch): say so, with the way out.
+    return ToGrpcStatus(Status::FailedPrecondition(
+        "the Table 1 sweep promoted from " + parent->id + " would not be valid: " + spec.status().message() +
+        (req->epochs() > 0 ? std::string()
+                           : "; Table 1 runs the recipe's schedule with the parent's epochs, so give it "
+                             "enough epochs with `sweep promote --epochs N`")));
   }
   resp->set_spec_text(promotion->spec_text);
   for (const std::string& r : promotion->reasons) resp->add_reasons(r);

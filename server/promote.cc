@@ -119,6 +119,10 @@ std::string DefaultPromotedName(const std::string& parent_name) {
 Result<Promotion> BuildPromotion(const SweepRow& parent, const std::vector<RunRow>& runs,
                                  const PromoteOptions& options) {
   MADAM_RETURN_IF_ERROR(ValidateSeeds(options.seeds));
+  if (options.epochs < 0 || options.epochs > 100000) {
+    return Status::InvalidArgument("epochs: " + std::to_string(options.epochs) +
+                                   " is out of range; give 1..100000, or 0 for the parent's");
+  }
   auto spec = ParseSweepSpec(parent.spec_text, parent.name);
   if (!spec.ok()) {
     return Status::FailedPrecondition("sweep " + parent.id + "'s stored file no longer parses: " +
@@ -304,6 +308,10 @@ Result<Promotion> BuildPromotion(const SweepRow& parent, const std::vector<RunRo
       if (Text(cells[i].params, "task") == task) at = i + 1;
     }
     cells.insert(cells.begin() + static_cast<std::ptrdiff_t>(at), std::move(c));
+  }
+
+  if (options.epochs > 0) {
+    for (Cell& c : cells) c.params["epochs"] = ParamValue::Number(static_cast<double>(options.epochs));
   }
 
   // Parameters equal in every cell go under params: (task at the top);

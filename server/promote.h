@@ -32,6 +32,10 @@ inline constexpr double kPromotedMadamLr = 0.01;
 struct PromoteOptions {
   std::vector<int64_t> seeds = {0, 1, 2};
   std::string name;  // empty: from the parent's ("fig1-x" -> "table1-x", else "<name>-table1")
+  // 0: the parent's epochs. A short Figure 1 (chosen to rank lrs cheaply)
+  // may be shorter than the recipe's schedule needs (a milestone past its
+  // last epoch); Table 1 then takes the recipe's length or this one.
+  int64_t epochs = 0;
 };
 
 struct Promotion {

@@ -137,6 +137,18 @@ TEST(PromoteTest, SeedsTheParentRanAlreadyAreWarnedAbout) {
   EXPECT_TRUE(fresh_seeds->warnings.empty());
 }
 
+TEST(PromoteTest, EpochsReplaceTheParentsInEveryCell) {
+  Fixture f = MakeSweep(kFigure1, [](const RunParams&) { return End{RunState::kSucceeded, 10.0}; });
+  PromoteOptions options;
+  options.seeds = {3, 4, 5};
+  options.epochs = 6;
+  auto p = BuildPromotion(f.sweep, f.runs, options);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  for (const auto& r : Expand(*p)) EXPECT_EQ(Num(r.params, "epochs"), 6) << p->spec_text;
+  options.epochs = -1;
+  EXPECT_EQ(BuildPromotion(f.sweep, f.runs, options).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(PromoteTest, ADivergedOrFailedSeedMakesItsLrTheWorst) {
   // sgd at 0.1 has the best single value but one seed diverged; adam at
   // 0.01 one seed failed and another succeeded without the metric.
