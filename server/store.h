@@ -13,12 +13,17 @@
 // first. StoreOptions::metrics_full_sync = true makes metrics FULL too.
 // The writer thread group-commits: everything queued while one commit runs
 // (metric batches from many workers, lease grants, heartbeats) goes into the
-// next transaction together, so the cost of a commit is shared.
+// next transaction together, so the cost of a commit is shared. Lease calls
+// go first into each group, a group is bounded by calls, rows and bytes, and
+// metric batches past a byte budget are refused (server/sqlite_executor.h).
+// Heartbeats commit with synchronous=NORMAL too: one lost to a power cut
+// only brings its lease's expiry forward.
 //
 // Thread-safety and threads. Store is thread-safe; any thread may call any
 // method. It owns:
 //   - one writer thread and the only read-write connection. Mutations are
-//     queued as closures and run in submission order on that thread, each in
+//     queued as closures and run on that thread in submission order within
+//     their lane (lease calls, then metric batches), each in
 //     its own SAVEPOINT inside a group transaction (a failing call rolls back
 //     only its own changes). The calling thread waits on a future for the
 //     commit; it never holds a SQLite lock itself.
