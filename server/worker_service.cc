@@ -57,7 +57,7 @@ int64_t AdvisedUploadIntervalMs(int64_t live_runs, double calls_per_second, doub
   }
   if (queue_load > 0.1) ms = std::max(ms, kFloorMs * std::exp2((queue_load - 0.1) * 5));
   if (ms <= kFloorMs) return 0;
-  return static_cast<int64_t>(std::min(ms, kCeilingMs));
+  return std::llround(std::min(ms, kCeilingMs));  // 2^0.99999 x 250 is 500 ms, not 499
 }
 
 WorkerService::WorkerService(Store* store, LiveRunTable* live, WorkerServiceOptions options)
