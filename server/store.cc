@@ -36,6 +36,14 @@ constexpr int kRunIndexDigits = 5;
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
+// OK for a checkpoint name the store keeps (epoch-<N>.pt); the one refusal
+// otherwise, for every call that carries one.
+Status CheckCheckpointName(const std::string& name) {
+  if (CheckpointNameValid(name)) return Status::Ok();
+  return Status::InvalidArgument("checkpoint: " + Quote(name.substr(0, 200)) +
+                                 " is not a checkpoint name of the form epoch-<N>.pt");
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -833,10 +841,11 @@ void Store::HeartbeatAsync(std::string run_id, int64_t lease_epoch, int64_t leas
     done(Status::InvalidArgument("lease_seconds " + std::to_string(lease_seconds) + " must be positive"));
     return;
   }
-  if (!checkpoint.empty() && !CheckpointNameValid(checkpoint)) {
-    done(Status::InvalidArgument("checkpoint: " + Quote(checkpoint.substr(0, 200)) +
-                                 " is not a checkpoint name of the form epoch-<N>.pt"));
-    return;
+  if (!checkpoint.empty()) {
+    if (Status bad = CheckCheckpointName(checkpoint); !bad.ok()) {
+      done(std::move(bad));
+      return;
+    }
   }
   Impl* impl = impl_.get();
   auto reply = std::make_shared<HeartbeatReply>();
@@ -995,10 +1004,7 @@ Status Store::CompleteRun(const CompleteRequest& req) {
     const std::string secret_hash = st.ColumnText(9);
     const bool charged = st.ColumnInt(10) != 0;
     st.Reset();
-    if (!req.checkpoint.empty() && !CheckpointNameValid(req.checkpoint)) {
-      return Status::InvalidArgument("checkpoint: " + Quote(req.checkpoint.substr(0, 200)) +
-                                     " is not a checkpoint name of the form epoch-<N>.pt");
-    }
+    if (!req.checkpoint.empty()) MADAM_RETURN_IF_ERROR(CheckCheckpointName(req.checkpoint));
     const std::string outcome = RunOutcomeName(req.outcome);
     const bool holder_ok =
         req.holder.worker_id == lease_worker && SecretMatches(secret_hash, req.holder.secret);
@@ -1048,10 +1054,7 @@ Status Store::CompleteRun(const CompleteRequest& req) {
 
 Status Store::SetCheckpoint(const std::string& run_id, int64_t lease_epoch, const std::string& name,
                             const LeaseHolder& holder) {
-  if (!CheckpointNameValid(name)) {
-    return Status::InvalidArgument("checkpoint: " + Quote(name.substr(0, 200)) +
-                                   " is not a checkpoint name of the form epoch-<N>.pt");
-  }
+  MADAM_RETURN_IF_ERROR(CheckCheckpointName(name));
   Impl* impl = impl_.get();
   return impl->Write([&]() -> Status {
     auto check = impl->CheckLease(run_id, lease_epoch, holder);

@@ -604,6 +604,10 @@ class HeartbeatCoordinator {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_.at(i);
   }
+  size_t calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_.size();
+  }
   double deadline_s() {
     std::lock_guard<std::mutex> lock(mu_);
     return deadline_s_;
@@ -746,6 +750,25 @@ TEST_F(LeaseKeeperTest, RenewalRestartsTheGrace) {
   Beat(20);  // 11 s since the renewal
   keeper.reset();
   EXPECT_TRUE(state.lease_lost);
+}
+
+TEST_F(LeaseKeeperTest, AnUnreachableCoordinatorIsRetriedEveryQuarterSecond) {
+  // madamd's restart grace is one lease period (ARCHITECTURE.md section 5):
+  // while it is away the keeper retries every 250 ms, not every period, so
+  // the renewal lands soon after it is back. Once renewed, the period again.
+  coordinator.Script({grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"), grpc::Status::OK});
+  auto keeper = Start(300);
+  Beat(1);  // at 1 s: unreachable
+  AwaitNextBeat();
+  clock.Advance(milliseconds(250));
+  coordinator.AwaitCalls(2);  // at 1.25 s: renewed
+  AwaitNextBeat();
+  clock.Advance(milliseconds(250));
+  AwaitNextBeat();
+  EXPECT_EQ(coordinator.calls(), 2u);  // 1.5 s: no call until a period after the renewal
+  clock.Advance(milliseconds(750));
+  coordinator.AwaitCalls(3);  // at 2.25 s
+  EXPECT_FALSE(state.lease_lost);
 }
 
 TEST_F(LeaseKeeperTest, OtherErrorsLoseTheLeaseAfterAWholeLeasePeriod) {
