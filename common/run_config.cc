@@ -231,6 +231,11 @@ ParamSpec TestOnly(ParamSpec spec) {
   return spec;
 }
 
+ParamSpec OmitDefault(ParamSpec spec) {
+  spec.info.omit_default = true;
+  return spec;
+}
+
 const std::vector<ParamSpec>& Specs() {
   static const std::vector<ParamSpec> specs = [] {
     std::vector<std::string_view> tasks, optimizers;
@@ -306,6 +311,9 @@ const std::vector<ParamSpec>& Specs() {
         TestOnly(Integer(Facts("fail_at_step"), &RunConfig::fail_at_step, -1, int64_t{1} << 53)),
         TestOnly(Integer(Facts("pause_at_step"), &RunConfig::pause_at_step, -1, int64_t{1} << 53)),
         TestOnly(Integer(Facts("pause_attempt"), &RunConfig::pause_attempt, 0, 1000)),
+        OmitDefault(Integer(Facts("devices"), &RunConfig::devices, 1, kMaxRunDevices)),
+        TestOnly(Integer(Facts("fault_rank"), &RunConfig::fault_rank, 0, kMaxRunDevices - 1)),
+        TestOnly(Integer(Facts("fail_attempt"), &RunConfig::fail_attempt, 0, 1000)),
     };
   }();
   return specs;
@@ -329,6 +337,12 @@ const ParamSpec* FindSpec(std::string_view name) {
 // The rules between parameters; each message names the parameters.
 Status CheckConsistent(const RunConfig& c, std::string& bad) {
   std::ostringstream msg;
+  if (c.fault_rank >= c.devices) {
+    bad = "fault_rank";
+    msg << "parameter fault_rank: " << c.fault_rank << " names no rank of a run with devices "
+        << c.devices << " (ranks 0.." << c.devices - 1 << ")";
+    return Status::InvalidArgument(msg.str());
+  }
   if (c.optimizer == "int_madam") {
     // The paper, section 6: eta0 <= eta. A smaller eta could never be
     // reached by a whole number of levels per step.
@@ -495,7 +509,7 @@ RunParams RunConfigToParams(const RunConfig& config) {
   for (const auto& s : Specs()) {
     if (task && optimizer && !ParamApplies(s.info, *task, *optimizer)) continue;
     ParamValue v = s.write(config);
-    if (s.info.test_only && v == s.write(defaults)) continue;
+    if ((s.info.test_only || s.info.omit_default) && v == s.write(defaults)) continue;
     out.emplace(std::string(s.info.name), std::move(v));
   }
   return out;

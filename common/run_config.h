@@ -58,9 +58,15 @@ struct RunParamInfo {
   // A fault-injection hook for tests; left out of a run's parameters while
   // it has its default value.
   bool test_only = false;
+  // Left out of a run's parameters while it has its default value (a
+  // parameter added after runs were stored without it).
+  bool omit_default = false;
 };
 
 // Every parameter name RunConfigFromParams accepts, and its facts.
+// The most devices (data-parallel ranks) one run may train on.
+constexpr int64_t kMaxRunDevices = 64;
+
 const std::vector<std::string_view>& KnownRunParams();
 const RunParamInfo* FindRunParam(std::string_view name);
 // Whether `param` means anything for a run of `task` with `optimizer`.
@@ -159,6 +165,17 @@ struct RunConfig {
   // parameter.
   int64_t pause_at_step = -1;
   int64_t pause_attempt = 1;
+  // Data parallelism (ARCHITECTURE.md section 6): the run trains on this
+  // many devices of one worker, one rank each, batch_size examples per rank
+  // per step (the authors' "100 per GPU"). Left out of a run's parameters
+  // at 1, so single-device runs read as they always have.
+  int64_t devices = 1;
+  // Fault injection for tests, with fail_at_step: the rank that fails (the
+  // others then fail with it), and the attempt it fails on (0: every
+  // attempt). With pause_at_step, the rank that pauses: a rank other than 0
+  // has no stop hook and never resumes (a hung rank). Not paper parameters.
+  int64_t fault_rank = 0;
+  int64_t fail_attempt = 0;
 };
 
 // Whether a run of `config` has a validation split: the language model's

@@ -680,10 +680,17 @@ Status SweepReader::ReadParams(const YNode& node) {
 }
 
 Status SweepReader::ReadResources(const YNode& node) {
-  MADAM_RETURN_IF_ERROR(ExpectKind(node, YNode::Kind::kMap, "resources", "a map {device: ...}"));
-  static const std::vector<std::string_view> keys = {"device"};
+  MADAM_RETURN_IF_ERROR(
+      ExpectKind(node, YNode::Kind::kMap, "resources", "a map {device: ..., devices: N}"));
+  static const std::vector<std::string_view> keys = {"device", "devices"};
   for (size_t i = 0; i < node.map_size(); ++i) {
     const YNode& key = node.key(i);
+    if (key.text == "devices") {
+      // Every run's `devices` parameter (ARCHITECTURE.md section 3): a
+      // data-parallel run on that many devices of one worker.
+      MADAM_RETURN_IF_ERROR(SetFixed("devices", node.value(i), "resources.devices"));
+      continue;
+    }
     if (key.text != "device") return UnknownKey(key, "resources", keys);
     auto device = ReadText(node.value(i), "resources.device");
     if (!device.ok()) return device.status();

@@ -75,6 +75,10 @@ std::vector<RecipeValue> Defaults() {
       Assumed("fail_at_step", Num(-1), kTestHook),
       Assumed("pause_at_step", Num(-1), kTestHook),
       Assumed("pause_attempt", Num(1), kTestHook),
+      Assumed("devices", Num(1), "one device per run unless a sweep's resources ask for more; "
+                                 "batch_size is per device, as the authors' 100 per GPU"),
+      Assumed("fault_rank", Num(0), kTestHook),
+      Assumed("fail_attempt", Num(0), kTestHook),
   };
 }
 

@@ -492,6 +492,9 @@ TEST(SweepValidationTest, WrongTypesAreRejected) {
       {"max_concurrent: -1\n", "s.yaml:3:17: max_concurrent must be an integer"},
       {"resources: {device: tpu}\n", "s.yaml:3:21: resources.device must be any, cpu or cuda"},
       {"resources: {gpus: 1}\n", "s.yaml:3:13: unknown key \"gpus\" in resources"},
+      {"resources: {devices: 0}\n", "s.yaml:3:22: resources.devices: parameter devices"},
+      {"resources: {devices: 65}\n", "s.yaml:3:22: resources.devices: parameter devices"},
+      {"grid: {devices: [1, 2]}\nresources: {devices: 2}\n", "devices is already set"},
       {"batch_size: 0.5\n", "s.yaml:3:13: batch_size: parameter batch_size must be an integer"},
       {"grid: {lr: {log10: {from: -4, to: 0}}}\n", "grid.lr.log10.count is missing"},
       {"grid: {lr: {log10: {from: -4, to: 0, count: 2.5}}}\n",
@@ -510,6 +513,19 @@ TEST(SweepValidationTest, WrongTypesAreRejected) {
     std::string expected = std::regex_replace(c.expected, std::regex("s\\.yaml:3:"), "s.yaml:4:");
     expected = std::regex_replace(expected, std::regex("first at 3:"), "first at 4:");
     EXPECT_NE(error.find(expected), std::string::npos) << c.text << "  ->  " << error;
+  }
+}
+
+// resources.devices: every run's `devices` parameter (data parallel).
+TEST(SweepValidationTest, ResourcesDevicesSetsEveryRunsDevices) {
+  auto spec = ParseSweepSpec(std::string(kBase) +
+                                 "params: {optimizer: sgd}\n"
+                                 "resources: {device: cpu, devices: 2}\n",
+                             "s.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->device, "cpu");
+  for (const auto& run : ExpandSweep(*spec)) {
+    EXPECT_EQ(run.params.at("devices"), ParamValue::Number(2));
   }
 }
 
