@@ -1,5 +1,6 @@
 #include "cli/sweep_commands.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -305,8 +306,12 @@ std::optional<server::SweepCost> SweepCostOf(const CommandEnv& env, const v1::Sw
       default: break;
     }
     auto task = r.params().find("task");
+    auto devices = r.params().find("devices");
+    const int64_t d = devices != r.params().end() && devices->second.kind_case() == v1::ParamValue::kNumber
+                          ? std::max<int64_t>(1, static_cast<int64_t>(devices->second.number()))
+                          : 1;
     timings.push_back({task != r.params().end() ? task->second.text() : "", state, r.started_at_ms(),
-                       r.ended_at_ms()});
+                       r.ended_at_ms(), d});
   }
   // madamd judges "connected" by its own clock; seen now stands for that.
   std::vector<server::WorkerDevices> devices;
@@ -335,7 +340,8 @@ int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
                        {"median_run_seconds", medians},
                        {"slots", cost->slots},
                        {"eta_seconds", cost->eta_seconds ? Json(*cost->eta_seconds) : Json(nullptr)},
-                       {"eta_unknown_because", cost->eta_unknown_because}};
+                       {"eta_unknown_because", cost->eta_unknown_because},
+                       {"waiting_because", cost->waiting_because}};
     } else {
       j["cost"] = nullptr;
     }
@@ -355,6 +361,7 @@ int SweepShow(const CommandEnv& env, const std::string& sweep_id) {
                {"eta", cost->eta_seconds ? server::DurationText(*cost->eta_seconds) + " on " +
                                                std::to_string(cost->slots) + " device(s)"
                                          : "unknown (" + cost->eta_unknown_because + ")"}};
+      if (!cost->waiting_because.empty()) extra.push_back({"waiting", cost->waiting_because});
     } else {
       extra = {{"cost", "unavailable (" + why_not + ")"}};
     }

@@ -45,22 +45,44 @@ SweepCost ComputeSweepCost(const std::vector<RunTiming>& runs, const std::vector
   }
   for (const auto& [task, times] : finished) cost.median_run_seconds[task] = Median(times);
 
+  // Slots, and the most devices one connected worker of the sweep's kind
+  // has: a run needing more than that waits for a bigger worker.
+  int64_t widest = 0;
   for (const WorkerDevices& w : workers) {
     if (now_ms - w.last_seen_ms > fresh_ms || w.device.empty()) continue;
+    int64_t own = 0;
     size_t start = 0;
     while (start <= w.device.size()) {
       size_t end = w.device.find(',', start);
       if (end == std::string::npos) end = w.device.size();
       const std::string kind = Kind(w.device.substr(start, end - start));
-      if (sweep_device == "any" || sweep_device.empty() || kind == sweep_device) ++cost.slots;
+      if (sweep_device == "any" || sweep_device.empty() || kind == sweep_device) ++own;
       start = end + 1;
     }
+    cost.slots += own;
+    widest = std::max(widest, own);
   }
   if (max_concurrent > 0) cost.slots = std::min(cost.slots, max_concurrent);
+  int64_t blocked = 0, blocked_devices = 0;
+  for (const RunTiming& r : runs) {
+    if (r.state == RunState::kPending && r.devices > widest) {
+      ++blocked;
+      blocked_devices = std::max(blocked_devices, r.devices);
+    }
+  }
+  if (blocked > 0 && widest > 0) {
+    cost.waiting_because = std::to_string(blocked) + " pending run(s) need " +
+                           std::to_string(blocked_devices) +
+                           " devices; no connected worker has more than " + std::to_string(widest);
+  }
 
   const int64_t left = cost.pending + cost.running;
   if (left == 0) {
     cost.eta_seconds = 0;
+    return cost;
+  }
+  if (blocked > 0 && blocked == cost.pending && cost.running == 0 && widest > 0) {
+    cost.eta_unknown_because = cost.waiting_because;
     return cost;
   }
   if (all_finished.empty()) {
@@ -76,16 +98,29 @@ SweepCost ComputeSweepCost(const std::vector<RunTiming>& runs, const std::vector
     auto it = cost.median_run_seconds.find(task);
     return it == cost.median_run_seconds.end() ? overall : it->second;
   };
+  // Device-seconds left: a run on D devices holds D slots for its time.
   double remaining = 0;
+  int64_t left_devices = 0;
   for (const RunTiming& r : runs) {
-    if (r.state == RunState::kPending) remaining += median_of(r.task);
+    const int64_t d = std::max<int64_t>(1, r.devices);
+    if (r.state == RunState::kPending) {
+      remaining += median_of(r.task) * static_cast<double>(d);
+      left_devices += d;
+    }
     if (r.state == RunState::kRunning) {
       const double elapsed = r.started_at_ms > 0 ? std::max<int64_t>(0, now_ms - r.started_at_ms) / 1000.0 : 0;
-      remaining += std::max(0.0, median_of(r.task) - elapsed);
+      remaining += std::max(0.0, median_of(r.task) - elapsed) * static_cast<double>(d);
+      left_devices += d;
     }
   }
-  cost.eta_seconds = remaining / static_cast<double>(std::min(cost.slots, left));
+  cost.eta_seconds = remaining / static_cast<double>(std::min(cost.slots, left_devices));
   return cost;
+}
+
+// A run's `devices` parameter; 1 when unset (common/run_config.h).
+int64_t RunDevices(const RunParams& params) {
+  auto it = params.find("devices");
+  return it != params.end() && it->second.is_number() ? std::max<int64_t>(1, static_cast<int64_t>(it->second.number)) : 1;
 }
 
 Result<SweepCost> LoadSweepCost(Store& store, const SweepRow& sweep, int64_t now_ms) {
@@ -98,7 +133,7 @@ Result<SweepCost> LoadSweepCost(Store& store, const SweepRow& sweep, int64_t now
   for (const RunRow& r : *runs) {
     auto task = r.params.find("task");
     timings.push_back({task != r.params.end() && task->second.is_string() ? task->second.text : "",
-                       r.state, r.started_at_ms, r.ended_at_ms});
+                       r.state, r.started_at_ms, r.ended_at_ms, RunDevices(r.params)});
   }
   std::vector<WorkerDevices> devices;
   for (const WorkerRow& w : *workers) devices.push_back({w.device, w.last_seen_ms});

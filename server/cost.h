@@ -17,8 +17,9 @@
 //                   device in a worker's list ("cuda:0,cuda:1" is two), at
 //                   most max_concurrent when that is > 0.
 //   ETA             (sum over pending runs of their task's median + sum over
-//                   running runs of max(0, median - elapsed)) divided by
-//                   min(slots, pending + running). A task with no median
+//                   running runs of max(0, median - elapsed)), each times
+//                   the run's devices, divided by min(slots, the devices of
+//                   the pending and running runs). A task with no median
 //                   yet takes the median over every finished run. Unknown
 //                   (with why) when no run has finished or no slot is free
 //                   for a sweep with work left; 0 when nothing is left.
@@ -39,6 +40,7 @@ struct RunTiming {
   RunState state = RunState::kPending;
   int64_t started_at_ms = 0;  // 0: never granted
   int64_t ended_at_ms = 0;    // 0: not terminal
+  int64_t devices = 1;        // the run's `devices` parameter
 };
 
 struct WorkerDevices {
@@ -54,6 +56,9 @@ struct SweepCost {
   int64_t slots = 0;
   std::optional<double> eta_seconds;
   std::string eta_unknown_because;  // set when eta_seconds is empty
+  // Set when pending runs need more devices than any connected worker of
+  // the sweep's kind has: they wait, and this says so.
+  std::string waiting_because;
 };
 
 constexpr int64_t kWorkerFreshMs = 30000;
@@ -66,6 +71,8 @@ SweepCost ComputeSweepCost(const std::vector<RunTiming>& runs, const std::vector
 // every registered worker.
 Result<SweepCost> LoadSweepCost(Store& store, const SweepRow& sweep, int64_t now_ms);
 
+// A run's `devices` parameter; 1 when unset.
+int64_t RunDevices(const RunParams& params);
 // "3.2 h", "14 min", "45 s": a duration as a person reads it.
 std::string DurationText(double seconds);
 

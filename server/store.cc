@@ -744,19 +744,29 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
       }
       again.Reset();
     }
+    // The worker's free devices: those it registered less those its
+    // running runs hold (a run holds its `devices` parameter, 1 when unset).
+    int64_t free_devices = 0;
     {
       // A worker holds at most max_leases_per_worker runs: one that asks for
       // more (a hoarder, or a bug) gets none until it finishes one.
-      const int64_t limit = impl->options.max_leases_per_worker > 0
-                                ? impl->options.max_leases_per_worker
-                                : DeviceCount(registered_device);
       MADAM_ASSIGN_STMT(held, w,
-                        "SELECT COUNT(*) FROM runs WHERE state = 'RUNNING' AND lease_worker = ?");
+                        "SELECT COUNT(*), COALESCE(SUM(COALESCE(json_extract(params_json, '$.devices'), 1)), 0) "
+                        "FROM runs WHERE state = 'RUNNING' AND lease_worker = ?");
       held.Bind(1, worker_id);
       MADAM_STEP(row, held);
       const int64_t holding = row ? held.ColumnInt(0) : 0;
+      const int64_t holding_devices = row ? held.ColumnInt(1) : 0;
       held.Reset();
-      if (holding >= limit) return Status::Ok();
+      if (impl->options.max_leases_per_worker > 0) {
+        // An explicit bound on runs replaces the device count: the worker
+        // takes any run that fits in all of its devices.
+        if (holding >= impl->options.max_leases_per_worker) return Status::Ok();
+        free_devices = DeviceCount(registered_device);
+      } else {
+        free_devices = DeviceCount(registered_device) - holding_devices;
+        if (free_devices <= 0) return Status::Ok();
+      }
     }
     struct Candidate {
       std::string id, metric_name;
@@ -786,8 +796,9 @@ Result<std::optional<Lease>> Store::AcquireRun(const std::string& worker_id, con
       }
       MADAM_ASSIGN_STMT(pick, w,
                         "SELECT id FROM runs WHERE sweep_id = ? AND state = 'PENDING' "
+                        "AND COALESCE(json_extract(params_json, '$.devices'), 1) <= ? "
                         "AND id NOT IN (SELECT run_id FROM metric_purges) ORDER BY idx LIMIT 1");
-      pick.Bind(1, sweep.id);
+      pick.Bind(1, sweep.id).Bind(2, free_devices);
       MADAM_STEP(row, pick);
       if (!row) continue;
       const std::string run_id = pick.ColumnText(0);

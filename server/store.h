@@ -107,8 +107,11 @@ struct StoreOptions {
   // Bytes of metric batches that may wait for the writer; past it,
   // AppendMetricsAsync answers RESOURCE_EXHAUSTED (section 9).
   int64_t max_queued_metric_bytes = int64_t{64} << 20;
-  // RUNNING leases one worker may hold at once; 0: one per device the worker
-  // registered (its device string is a comma-separated list, "cuda:0,cuda:1").
+  // RUNNING leases one worker may hold at once; 0: as many as its devices
+  // allow, each run holding its `devices` of those the worker registered
+  // (its device string is a comma-separated list, "cuda:0,cuda:1"). With a
+  // bound here, devices are not counted: any run that fits in all of the
+  // worker's devices may be granted, up to this many at once.
   int64_t max_leases_per_worker = 0;
   // Distinct metric names one run may have (section 9); a batch that would
   // pass it is INVALID_ARGUMENT. The worker emits ~20 run metrics plus 4 per
@@ -334,6 +337,10 @@ class Store {
   // (the first response was lost), that same lease is returned again, with a
   // fresh secret (only the hash of the lost one was kept).
   // A worker already holding max_leases_per_worker RUNNING leases gets none.
+  // Devices: a run holds its `devices` parameter (1 when unset) of its
+  // worker's registered devices (common/devices.h); only a run that fits in
+  // the worker's free devices is granted, so a run needing more devices than
+  // the worker has waits, PENDING, for one that has them.
   Result<std::optional<Lease>> AcquireRun(const std::string& worker_id, const std::string& device,
                                           int64_t lease_seconds, const std::string& request_id = "");
   // Extends the lease to now + lease_seconds. The run must be RUNNING under

@@ -1,5 +1,7 @@
 #include "server/store_codecs.h"
 
+#include "common/devices.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -80,16 +82,9 @@ std::map<std::string, double> FinalFromJson(const std::string& text) {
   return final;
 }
 
-std::string DeviceKind(const std::string& device) {
-  auto colon = device.find(':');
-  return colon == std::string::npos ? device : device.substr(0, colon);
-}
+std::string DeviceKind(const std::string& device) { return DeviceListKind(device); }
 
-// Devices a worker registered: its device string is one device or a
-// comma-separated list of them.
-int64_t DeviceCount(const std::string& device) {
-  return 1 + static_cast<int64_t>(std::count(device.begin(), device.end(), ','));
-}
+int64_t DeviceCount(const std::string& device) { return DeviceListSize(device); }
 
 RunRow ReadRun(const Statement& st) {
   RunRow r;

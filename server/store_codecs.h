@@ -27,7 +27,8 @@ std::map<std::string, std::string> LabelsFromJson(const std::string& text);
 std::string FinalToJson(const std::map<std::string, double>& final);
 std::map<std::string, double> FinalFromJson(const std::string& text);
 
-// "cpu" of "cpu", "cuda" of "cuda:3".
+// "cpu" of "cpu" and "cpu,cpu", "cuda" of "cuda:3" and "cuda:0,cuda:1"
+// (common/devices.h).
 std::string DeviceKind(const std::string& device);
 // Devices a worker registered: its device string is one device or a
 // comma-separated list of them.

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/devices.h"
 #include "server/convert.h"
 #include "server/grpc_status.h"
 
@@ -17,7 +18,8 @@ constexpr size_t kMaxWorkerNameBytes = 128;
 constexpr size_t kMaxWorkerInfoBytes = 1024;
 constexpr size_t kMaxMetricNameBytes = 128;
 constexpr size_t kMaxErrorBytes = 4096;
-constexpr size_t kMaxIdBytes = 128;
+// 64 devices of "cuda:NN," (common/devices.h).
+constexpr size_t kMaxDeviceListBytes = 512;
 
 bool Printable(const std::string& s) {
   for (unsigned char c : s) {
@@ -70,8 +72,11 @@ grpc::Status WorkerService::RegisterWorker(grpc::ServerContext*,
     return ToGrpcStatus(Status::InvalidArgument("device is required (\"cpu\" or \"cuda:N\")"));
   }
   for (Status s : {CheckText("name", req->name(), kMaxWorkerNameBytes),
-                   CheckText("device", req->device(), kMaxIdBytes)}) {
+                   CheckText("device", req->device(), kMaxDeviceListBytes)}) {
     if (!s.ok()) return ToGrpcStatus(s);
+  }
+  if (auto devices = ParseDeviceList(req->device()); !devices.ok()) {
+    return ToGrpcStatus(Status::InvalidArgument("device: " + devices.status().message()));
   }
   if (req->info().size() > kMaxWorkerInfoBytes) {
     return ToGrpcStatus(Status::InvalidArgument("info: " + std::to_string(req->info().size()) +

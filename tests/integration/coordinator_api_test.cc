@@ -365,6 +365,17 @@ TEST_F(CoordinatorApiTest, WorkerStringsAreBounded) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(s.error_message().find("info"), std::string::npos) << s.error_message();
   }
+  // A device list (common/devices.h) naming a GPU twice, or mixing kinds.
+  for (const char* bad : {"cuda:0,cuda:0", "cpu,cuda:1", "cuda:0,,cuda:1", "tpu"}) {
+    grpc::ClientContext ctx;
+    v1::RegisterWorkerRequest req;
+    req.set_name("ok");
+    req.set_device(bad);
+    v1::RegisterWorkerResponse resp;
+    grpc::Status s = worker_->RegisterWorker(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_NE(s.error_message().find("device"), std::string::npos) << s.error_message();
+  }
   v1::SubmitSweepResponse submitted;
   ASSERT_TRUE(Submit(SmokeSweep(), &submitted).ok());
   auto lease = Acquire(Register("w"));

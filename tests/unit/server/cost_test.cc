@@ -78,6 +78,31 @@ TEST(SweepCostTest, EtaUnknownSaysWhyAndZeroWhenDone) {
   EXPECT_DOUBLE_EQ(done.device_seconds, 5);
 }
 
+// Data parallel: a run on D devices holds D slots for its time, and runs
+// wider than every connected worker are named as waiting.
+TEST(SweepCostTest, MultiDeviceRunsHoldTheirSlotsAndWideOnesWait) {
+  const std::vector<RunTiming> runs = {
+      Ended("a", RunState::kSucceeded, 100),
+      {"a", RunState::kPending, 0, 0, 2},  // 100 s on 2 devices: 200 device-seconds
+      {"a", RunState::kPending, 0, 0, 2},
+  };
+  const std::vector<WorkerDevices> workers = {{"cuda:0,cuda:1", kNow}, {"cuda:0,cuda:1", kNow}};
+  SweepCost c = ComputeSweepCost(runs, workers, "cuda", 0, kNow);
+  EXPECT_EQ(c.slots, 4);
+  ASSERT_TRUE(c.eta_seconds.has_value()) << c.eta_unknown_because;
+  EXPECT_DOUBLE_EQ(*c.eta_seconds, 400.0 / 4);  // both at once, on two workers
+  EXPECT_TRUE(c.waiting_because.empty());
+
+  const std::vector<RunTiming> wide = {
+      Ended("a", RunState::kSucceeded, 100),
+      {"a", RunState::kPending, 0, 0, 8},
+  };
+  c = ComputeSweepCost(wide, workers, "cuda", 0, kNow);
+  EXPECT_EQ(c.waiting_because, "1 pending run(s) need 8 devices; no connected worker has more than 2");
+  EXPECT_FALSE(c.eta_seconds.has_value());
+  EXPECT_EQ(c.eta_unknown_because, c.waiting_because);
+}
+
 TEST(SweepCostTest, DurationText) {
   EXPECT_EQ(DurationText(45), "45 s");
   EXPECT_EQ(DurationText(14 * 60), "14 min");

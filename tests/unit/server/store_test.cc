@@ -656,6 +656,42 @@ TEST_F(StoreTest, ByDefaultAWorkerHoldsOneLeasePerDevice) {
   EXPECT_TRUE(NothingToAcquire(hoarder));
 }
 
+// Data parallel: a run holds its `devices` of its worker's registered
+// devices; a run wider than the worker's free devices is left for another
+// worker (and the narrower runs after it are still granted).
+TEST_F(StoreTest, ARunHoldsItsDevicesOfTheWorker) {
+  store_.reset();
+  StoreOptions options;
+  options.path = path_;
+  options.clock = &clock_;
+  auto opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(opened).value();
+  std::string four = Worker("four", "cuda:0,cuda:1,cuda:2,cuda:3");
+  std::string one = Worker("one", "cpu");
+  std::string ranks = Worker("ranks", "cpu,cpu");
+  NewSweep s = MakeSweep(4);
+  s.runs[0].params["devices"] = ParamValue::Number(4);
+  s.runs[1].params["devices"] = ParamValue::Number(2);
+  s.runs[2].params["devices"] = ParamValue::Number(3);
+  SweepRow sweep = Create(s);
+  // "one" has a single device: only the 1-device run fits.
+  Lease narrow = Acquire(one);
+  EXPECT_EQ(narrow.run_id, sweep.id + "-00003");
+  // "ranks" registered two CPU devices: the 2-device run.
+  Lease pair = Acquire(ranks);
+  EXPECT_EQ(pair.run_id, sweep.id + "-00001");
+  EXPECT_TRUE(NothingToAcquire(ranks));
+  // "four" takes the 4-device run, then has nothing free for the 3-device one.
+  Lease wide = Acquire(four, "cuda:0");
+  EXPECT_EQ(wide.run_id, sweep.id + "-00000");
+  EXPECT_TRUE(NothingToAcquire(four, "cuda:0"));
+  ASSERT_TRUE(Complete(wide, RunOutcome::kSucceeded).ok());
+  Lease three = Acquire(four, "cuda:0");
+  EXPECT_EQ(three.run_id, sweep.id + "-00002");
+  EXPECT_TRUE(NothingToAcquire(four, "cuda:0"));
+}
+
 // Section 5: an attempt is charged at the lease's first heartbeat, metric
 // batch or completion; a lease granted and abandoned burns none.
 TEST_F(StoreTest, AbandonedLeaseDoesNotBurnAnAttempt) {
