@@ -1,5 +1,11 @@
 #include "worker/optimizers.h"
 
+#include "worker/distributed.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <mutex>
+
 #include <madam/optim/integer_madam.h>
 #include <madam/optim/madam.h>
 
@@ -16,8 +22,32 @@ void RunOptimizer::ClearGrads() {
 }
 
 void RunOptimizer::Step() {
+  // Data parallel: every rank steps on the same summed gradient, so their
+  // weights stay identical (ARCHITECTURE.md section 6); clipping sees it too.
+  if (ranks_ != nullptr) ranks_->AllReduceGradients(params_);
   if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params_, config_.grad_clip);
+  if (ranks_ == nullptr || optimizer_->state().size() >= params_.size()) {
+    optimizer_->step();
+    return;
+  }
+  // A step that creates optimiser state may draw random numbers (B-bit
+  // Madam's uniform first levels) from LibTorch's default CPU generator,
+  // which the ranks (threads) share. Such a step draws instead from this
+  // rank's own stream, seeded as a 1-rank run's default generator is at the
+  // epoch's start (SeedStepRandomness): every rank draws what a 1-rank run
+  // draws, and the ranks' weights stay the same.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  const torch::Tensor saved = gen.get_state();
+  if (step_rng_.defined()) gen.set_state(step_rng_);
   optimizer_->step();
+  step_rng_ = gen.get_state();
+  gen.set_state(saved);
+}
+
+void RunOptimizer::SeedStepRandomness(uint64_t seed) {
+  step_rng_ = at::detail::createCPUGenerator(seed).get_state();
 }
 
 double RunOptimizer::lr() const { return optimizer_->param_groups().front().options().get_lr(); }

@@ -23,6 +23,8 @@
 
 namespace madam::worker {
 
+class RankGroup;  // worker/distributed.h
+
 class RunOptimizer {
  public:
   virtual ~RunOptimizer() = default;
@@ -30,9 +32,15 @@ class RunOptimizer {
   // Drops the parameters' gradients (undefined is cheaper than zeroed;
   // backward then writes fresh ones).
   void ClearGrads();
-  // Clips the gradients' global norm to grad_clip when it is set, then
+  // Sums the gradients over the run's ranks when it has several
+  // (SetRanks), clips their global norm to grad_clip when it is set, then
   // takes one step.
   void Step();
+  // The run's ranks (not owned; null: one rank, the default).
+  void SetRanks(RankGroup* ranks) { ranks_ = ranks; }
+  // Data parallel: the seed of the random numbers a step that creates
+  // optimiser state draws (see Step); the loop passes each epoch's seed.
+  void SeedStepRandomness(uint64_t seed);
   // Applies the schedule: `decays` decays so far, and the warm-up scale
   // (1 outside warm-up).
   virtual void SetSchedule(int64_t decays, double warmup_scale) = 0;
@@ -63,6 +71,8 @@ class RunOptimizer {
   const RunConfig config_;
   std::vector<torch::Tensor> params_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  RankGroup* ranks_ = nullptr;
+  torch::Tensor step_rng_;  // a CPU generator's state (SeedStepRandomness)
 };
 
 // The optimiser `config.optimizer` names over `params`. Throws RunError for

@@ -1,5 +1,7 @@
 #include "worker/serve_command.h"
 
+#include "common/devices.h"
+
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -271,6 +273,12 @@ class Server {
       hooks.output_dir = dir;
       hooks.resume_candidates = candidates;
       hooks.attempt = lease.attempt();
+      // A data-parallel rank that hangs ends the attempt within about a
+      // lease period (at least 10 s: ranks wait for one another at every
+      // step, and a loaded machine must not trip that).
+      hooks.collective_timeout_seconds =
+          std::min(options_.collective_timeout_seconds,
+                   std::max(10.0, static_cast<double>(lease.lease_seconds())));
       hooks.should_stop = [&] {
         return shared.lease_lost || shared.cancelled || stop_->stopped() || uploader.failed();
       };
@@ -374,7 +382,18 @@ void AddServeFlags(CLI::App& app, ServeOptions& options) {
   app.add_option("--coordinator", options.coordinator, "madamd address host:port")
       ->envname("MADAM_COORDINATOR")
       ->capture_default_str();
-  app.add_option("--device", options.device, "auto | cpu | cuda:N")->capture_default_str();
+  app.add_option("--device", options.device,
+                 "auto | cpu | cuda:N | cuda:0,cuda:1,... | all: the devices registered with madamd "
+                 "(a run with devices N takes N of them)")
+      ->capture_default_str();
+  app.add_option("--devices", options.device, "the same as --device (--devices all)");
+  app.add_option("--cpu-ranks", options.cpu_ranks,
+                 "register this many CPU devices, for data-parallel runs on CPU (tests)")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--collective-timeout", options.collective_timeout_seconds,
+                 "seconds a data-parallel collective may wait before the attempt fails")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--data-dir", options.data_dir, "datasets directory (default: per task)");
   app.add_option("--threads", options.threads, "intra-op threads (0: LibTorch's default)");
   app.add_option("--loader-threads", options.loader_threads,
@@ -418,6 +437,13 @@ int RunServe(const ServeOptions& options) {
 
   WorkerOptions worker_options;
   worker_options.device = options.device;
+  worker_options.cpu_ranks = options.cpu_ranks;
+  worker_options.collective_timeout_seconds = options.collective_timeout_seconds;
+  if (auto devices = ResolveWorkerDevices(options.device, options.cpu_ranks, 0); !devices.ok()) {
+    std::fprintf(stderr, "madam-worker: --device %s: %s\n", options.device.c_str(),
+                 devices.status().message().c_str());
+    return 2;
+  }
   worker_options.data_dir = options.data_dir;
   worker_options.threads = options.threads;
   worker_options.loader_threads = options.loader_threads;

@@ -13,6 +13,8 @@ namespace madam::worker {
 struct ServeOptions {
   std::string coordinator = "127.0.0.1:7070";
   std::string device = "auto";
+  int cpu_ranks = 0;                     // CPU ranks for data-parallel runs (0: none)
+  double collective_timeout_seconds = 60;  // data-parallel collectives give up after this
   std::string data_dir;
   int threads = 0;
   int loader_threads = 0;  // input-pipeline threads (image tasks); 0: the cores left over

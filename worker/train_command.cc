@@ -1,5 +1,7 @@
 #include "worker/train_command.h"
 
+#include "common/devices.h"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -110,10 +111,6 @@ void ShowProgress(const ProgressInfo& p, bool tty) {
   }
 }
 
-bool ValidDevice(const std::string& d) {
-  static const std::regex re("auto|cpu|cuda|cuda:[0-9]+");
-  return std::regex_match(d, re);
-}
 
 }  // namespace
 
@@ -135,7 +132,14 @@ CLI::App* AddTrainCommand(CLI::App& app, TrainCommandOptions& o) {
   cmd->add_option("--bits", o.bits, "int_madam: bits per weight (default 12)");
   cmd->add_option("--base-lr", o.base_lr, "int_madam: eta0, the ladder spacing (default 0.001)");
   cmd->add_option("--param", o.params, "Any run parameter as k=v (repeatable)");
-  cmd->add_option("--device", o.device, "auto | cpu | cuda:N");
+  cmd->add_option("--device", o.device,
+                  "auto | cpu | cuda:N | cuda:0,cuda:1,... | all (a list: one rank per device)");
+  cmd->add_option("--devices", o.device, "The same as --device (--devices all)");
+  cmd->add_option("--cpu-ranks", o.cpu_ranks,
+                  "CPU ranks for a data-parallel run (--param devices=N takes N of them)");
+  cmd->add_option("--collective-timeout", o.collective_timeout_seconds,
+                  "Seconds a data-parallel collective may wait before the run fails (default 60)")
+      ->check(CLI::Range(1.0, 86400.0));
   cmd->add_option("--data-dir", o.data_dir, "Dataset directory (default: per task)");
   cmd->add_option("--loader-threads", o.loader_threads,
                   "Input-pipeline threads for image tasks (0: the cores left after --threads)")
@@ -175,9 +179,9 @@ int RunTrainCommand(const TrainCommandOptions& o) {
     std::cerr << "madam-worker train: " << config.status().message() << "\n";
     return 2;
   }
-  if (!ValidDevice(o.device)) {
-    std::cerr << "madam-worker train: --device must be auto, cpu or cuda:N, got \"" << o.device
-              << "\"\n";
+  if (auto devices = ResolveWorkerDevices(o.device, o.cpu_ranks, 0); !devices.ok()) {
+    std::cerr << "madam-worker train: --device " << o.device << ": " << devices.status().message()
+              << "\n";
     return 2;
   }
 
@@ -198,6 +202,8 @@ int RunTrainCommand(const TrainCommandOptions& o) {
   }
   WorkerOptions wo;
   wo.device = o.device;
+  wo.cpu_ranks = o.cpu_ranks;
+  wo.collective_timeout_seconds = o.collective_timeout_seconds;
   wo.data_dir = o.data_dir;
   wo.threads = o.threads;
   wo.loader_threads = o.loader_threads;

@@ -18,6 +18,8 @@ struct TrainCommandOptions {
   // Dedicated run-parameter flags; empty string: not given.
   std::string lr, epochs, batch_size, seed, bits, base_lr;
   std::string device = "auto";
+  int cpu_ranks = 0;                     // CPU ranks for data-parallel runs (0: none)
+  double collective_timeout_seconds = 60;  // data-parallel collectives give up after this
   std::string data_dir;
   int threads = 0;
   int loader_threads = 0;

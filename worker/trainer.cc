@@ -16,6 +16,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <mutex>
@@ -23,7 +26,9 @@
 #include <thread>
 
 #include "common/catalogue.h"
+#include "common/devices.h"
 #include "worker/checkpoint_io.h"
+#include "worker/distributed.h"
 #include "worker/lr_schedule.h"
 #include "worker/model_export.h"
 #include "worker/optimizers.h"
@@ -44,6 +49,20 @@ constexpr size_t kMaxLayerName = 100;
 // Bumped when the archive's layout changes: an older checkpoint is then
 // refused by name (and skipped on resume) rather than misread.
 constexpr int64_t kCheckpointFormat = 2;
+// Data parallel: the ranks' weights are compared (RankGroup::CheckIdentical)
+// after every epoch, and in debug builds every this many steps too.
+#ifdef NDEBUG
+constexpr int64_t kRankCheckEvery = 0;
+#else
+constexpr int64_t kRankCheckEvery = 100;
+#endif
+
+// The default generator is the process's: a data-parallel run's ranks
+// (threads) seed it and build their networks one at a time.
+std::mutex& BuildMutex() {
+  static std::mutex mu;
+  return mu;
+}
 
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -68,10 +87,17 @@ std::string LeafOf(std::string_view metric) {
 // runs entirely on the caller's thread. Its methods throw (RunError for the
 // run's own failures, c10::Error from LibTorch); Trainer::Run and
 // Trainer::EvaluateExportedModel are the only callers and catch everything.
+//
+// One rank of a data-parallel run when `ranks` is given: every decision
+// that changes what the ranks do next (stop, divergence, the validation
+// metric the schedule and model selection read) is rank 0's, broadcast, so
+// all ranks take the same steps and call the same collectives.
 class RunLoop {
  public:
-  RunLoop(const RunConfig& config, const RunHooks& hooks, const TaskInfo& info, Task* task)
-      : config_(config), hooks_(hooks), info_(info), task_(task), schedule_(config) {}
+  RunLoop(const RunConfig& config, const RunHooks& hooks, const TaskInfo& info, Task* task,
+          RankGroup* ranks = nullptr)
+      : config_(config), hooks_(hooks), info_(info), task_(task), ranks_(ranks),
+        rank_(ranks != nullptr ? ranks->rank() : 0), schedule_(config) {}
 
   RunSummary Execute();
   // Builds the network, reads an export into it and evaluates it.
@@ -99,6 +125,10 @@ class RunLoop {
   bool InjectedFaultStops();
   std::vector<torch::Tensor> AllParams() const;
   std::vector<double> AllBounds() const;
+  // Data parallel: rank 0's `value` on every rank (unchanged on one rank).
+  double Agree(double value);
+  // Data parallel: every network's parameters and buffers as rank 0 has them.
+  void BroadcastNetworks();
   // Whether step `batch` of an epoch reports per-layer telemetry.
   bool LayerStep(int64_t batch) const;
   void EmitLayerStats(const std::vector<TensorUpdate>& per_tensor);
@@ -107,6 +137,8 @@ class RunLoop {
   const RunHooks& hooks_;
   const TaskInfo& info_;
   Task* task_;  // not owned
+  RankGroup* ranks_;  // not owned; null: one rank
+  const int rank_;
   std::vector<Network> networks_;
   std::vector<std::unique_ptr<RunOptimizer>> optimizers_;  // one per network
   std::vector<RunOptimizer*> optimizer_ptrs_;
@@ -136,19 +168,42 @@ void RunLoop::Emit(const std::string& name, int64_t step, double value) {
   if (hooks_.sink != nullptr) hooks_.sink->Write(MetricPoint{name, step, value, UnixNow()});
 }
 
+double RunLoop::Agree(double value) {
+  if (ranks_ == nullptr) return value;
+  std::vector<double> v{value};
+  ranks_->BroadcastValues(v);
+  return v.front();
+}
+
+void RunLoop::BroadcastNetworks() {
+  std::vector<torch::Tensor> tensors;
+  for (const auto& net : networks_) {
+    for (const auto& p : net.module->parameters()) tensors.push_back(p);
+    for (const auto& b : net.module->buffers()) tensors.push_back(b);
+  }
+  ranks_->Broadcast(tensors);
+}
+
 void RunLoop::Build() {
-  torch::manual_seed(static_cast<uint64_t>(config_.seed));
-  networks_ = task_->BuildNetworks();
   InitRules rules;
   rules.biases_normal = config_.bias_init == "normal";
   rules.bias_std = config_.bias_init_std;
   rules.zeros_normal = config_.zero_init == "normal";
   rules.zero_std = config_.zero_init_std;
+  {
+    std::lock_guard<std::mutex> lock(BuildMutex());
+    torch::manual_seed(static_cast<uint64_t>(config_.seed));
+    networks_ = task_->BuildNetworks();
+    for (auto& net : networks_) ApplyInitRules(*net.module, rules);
+  }
+  // Before the optimisers see the weights (B-bit Madam reads its levels
+  // from them): every rank starts from rank 0's.
+  if (ranks_ != nullptr) BroadcastNetworks();
   optimizers_.clear();
   optimizer_ptrs_.clear();
   for (auto& net : networks_) {
-    ApplyInitRules(*net.module, rules);
     optimizers_.push_back(MakeOptimizer(config_, net.module->parameters()));
+    optimizers_.back()->SetRanks(ranks_);
     optimizer_ptrs_.push_back(optimizers_.back().get());
   }
   // The weight matrices and kernels (dim >= 2), spread evenly when there are
@@ -213,12 +268,21 @@ void RunLoop::Progress(int64_t epoch, double loss, bool epoch_end) {
 }
 
 bool RunLoop::InjectedFaultStops() {
-  if (config_.fail_at_step >= 0 && step_ == config_.fail_at_step) {
+  if (config_.fail_at_step >= 0 && step_ == config_.fail_at_step && rank_ == config_.fault_rank &&
+      (config_.fail_attempt == 0 || config_.fail_attempt == hooks_.attempt)) {
     throw RunError("injected failure at step " + std::to_string(step_));
   }
-  const bool pause_here = config_.pause_at_step >= 0 && step_ == config_.pause_at_step &&
+  // Data parallel: rank fault_rank pauses; the others wait for it in their
+  // next collective, so such a pause lasts at most the collective timeout.
+  const bool pause_here = rank_ == config_.fault_rank && config_.pause_at_step >= 0 &&
+                          step_ == config_.pause_at_step &&
                           (config_.pause_attempt == 0 || config_.pause_attempt == hooks_.attempt);
   if (!pause_here) return false;
+  if (rank_ != 0) {
+    // A rank other than 0 has no stop hook: its pause never ends, a hung
+    // rank for the tests of the collective timeout.
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   // Without a stop hook nothing could ever end the pause.
   if (!hooks_.should_stop) throw RunError("pause_at_step needs a run that can be stopped");
   while (!hooks_.should_stop()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -266,12 +330,18 @@ bool RunLoop::Step(int64_t batch, bool log, int64_t epoch) {
   if (log || layer) tracker_.Snapshot(AllParams());
   StepLosses losses = task_->TrainStep(batch, optimizer_ptrs_);
   ++step_;
+  if (ranks_ != nullptr && kRankCheckEvery > 0 && step_ % kRankCheckEvery == 0) {
+    ranks_->CheckIdentical(AllParams(), step_);
+  }
   if (!log && !layer) return true;
+  // The step's loss: the sum of the ranks' shares of the global batch.
+  std::vector<double> values;
+  for (const auto& entry : losses) values.push_back(entry.second.item<double>());
+  if (ranks_ != nullptr) ranks_->AllReduceSum(values);
   bool finite = true;
-  for (const auto& [name, loss] : losses) {
-    const double value = loss.item<double>();
-    if (log) Emit(name, step_, value);
-    finite = finite && std::isfinite(value);
+  for (size_t i = 0; i < losses.size(); ++i) {
+    if (log) Emit(losses[i].first, step_, values[i]);
+    finite = finite && std::isfinite(values[i]);
   }
   if (log) last_loss_ = losses.empty() ? 0.0 : final_[losses.front().first];
   if (!finite) return false;
@@ -289,11 +359,15 @@ bool RunLoop::Step(int64_t batch, bool log, int64_t epoch) {
 void RunLoop::TrainEpoch(int64_t epoch) {
   const uint64_t seed = EpochSeed(config_.seed, epoch);
   torch::manual_seed(seed);
+  if (ranks_ != nullptr) {
+    for (auto& o : optimizers_) o->SeedStepRandomness(seed);
+  }
   for (auto& net : networks_) net.module->train();
   task_->BeginEpoch(epoch, seed);
   decays_ = schedule_.DecaysFor(epoch);
   for (int64_t b = 0; b < steps_per_epoch_; ++b) {
-    if (hooks_.should_stop && hooks_.should_stop()) {
+    const bool stop = hooks_.should_stop && hooks_.should_stop();
+    if (Agree(stop ? 1.0 : 0.0) != 0.0) {
       stopped_ = true;
       return;
     }
@@ -326,10 +400,12 @@ void RunLoop::AfterEpoch(int64_t epoch, double epoch_seconds, int64_t epoch_samp
   const double trained_lr = optimizers_.front()->lr();
   bool finite = true;
   bool test_now = config_.model_selection != "best_val";
+  // Every rank evaluates (the weights are the same; BatchNorm statistics
+  // are each rank's own), rank 0's metrics are the run's.
   if (task_->HasValidation()) {
     std::map<std::string, double> val;
-    finite = EmitEvaluation(Split::kValidation, "val/", &val) && finite;
-    const double metric = val.at(LeafOf(info_.validation_metric));
+    finite = Agree(EmitEvaluation(Split::kValidation, "val/", &val) ? 1.0 : 0.0) != 0.0 && finite;
+    const double metric = Agree(val.at(LeafOf(info_.validation_metric)));
     schedule_.ObserveValidation(metric);
     if (config_.model_selection == "best_val" && std::isfinite(metric) &&
         (best_val_epoch_ == 0 || metric < best_val_)) {
@@ -341,8 +417,9 @@ void RunLoop::AfterEpoch(int64_t epoch, double epoch_seconds, int64_t epoch_samp
   }
   if (test_now) {
     std::map<std::string, double> test;
-    finite = EmitEvaluation(Split::kTest, "test/", &test) && finite;
+    finite = Agree(EmitEvaluation(Split::kTest, "test/", &test) ? 1.0 : 0.0) != 0.0 && finite;
   }
+  if (ranks_ != nullptr) ranks_->CheckIdentical(AllParams(), step_);
   for (const auto& [name, value] : task_->EpochMetrics()) Emit(name, step_, value);
   Emit("lr", step_, trained_lr);
   Emit("samples_per_second", step_,
@@ -554,19 +631,21 @@ RunSummary RunLoop::Execute() {
 
 struct Trainer::Impl {
   WorkerOptions options;
-  torch::Device device{torch::kCPU};
+  std::vector<torch::Device> devices{torch::Device(torch::kCPU)};  // one per rank; [0] by default
   std::string device_error;  // set when options.device does not parse; every run fails with it
   DatasetCache cache;        // one copy of each dataset per process
 
-  // The task for `config`, its data prepared. Throws RunError.
+  // The task for `config` as rank `rank` of `world` on `device`, its data
+  // prepared. Throws RunError.
   std::unique_ptr<Task> PrepareTask(const RunConfig& config, const std::string& output_dir,
-                                    const TaskInfo** info) {
+                                    const TaskInfo** info, int rank = 0, int world = 1) {
     *info = FindTask(config.task);
     if (*info == nullptr) throw RunError("unknown task \"" + config.task + "\"");
     if (!IsKnownOptimizer(config.optimizer)) {
       throw RunError("unknown optimizer \"" + config.optimizer + "\"");
     }
     if (!device_error.empty()) throw RunError(device_error);
+    const torch::Device device = devices.at(static_cast<size_t>(rank));
     if (device.is_cuda()) {
       if (!torch::cuda::is_available()) {
         throw RunError("device " + device.str() + " requested but CUDA is not available");
@@ -579,30 +658,163 @@ struct Trainer::Impl {
     }
     std::unique_ptr<Task> task = MakeTask(config.task);
     if (task == nullptr) throw RunError("task \"" + config.task + "\" has no implementation");
+    if (world > 1 && !task->ShardsAcrossRanks()) {
+      throw RunError("task " + config.task + " does not shard its data across ranks: run it with "
+                     "devices 1 (got devices " + std::to_string(world) + ")");
+    }
     TaskContext context;
     context.device = device;
     context.data_dir = options.data_dir;
     context.cache = &cache;
     context.training_threads = options.threads;
     context.loader_threads = options.loader_threads;
+    if (world > 1) {
+      // The ranks share the machine: each gets its share of the threads.
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      const int loaders = options.loader_threads > 0 ? options.loader_threads
+                                                     : std::max(1, cores - std::max(0, options.threads));
+      context.loader_threads = std::max(1, loaders / world);
+      context.training_threads = std::max(1, (options.threads > 0 ? options.threads : cores) / world);
+    }
     context.fid_model = options.fid_model;
     context.output_dir = output_dir;
+    context.rank = rank;
+    context.world = world;
     task->Prepare(config, context);
     return task;
   }
+
+  RunSummary RunRanks(const RunConfig& config, const RunHooks& hooks);
 };
+
+// A data-parallel run: ranks 1..N-1 on threads of their own, rank 0 on the
+// caller's (it calls the hooks). A rank that fails records its error while
+// its connections are still open, so the first error recorded is the cause
+// and not a peer's "connection closed" that follows it.
+RunSummary Trainer::Impl::RunRanks(const RunConfig& config, const RunHooks& hooks) {
+  const int world = static_cast<int>(config.devices);
+  RunSummary failed;
+  failed.status = "failed";
+  if (!device_error.empty()) {
+    failed.error = device_error;
+    return failed;
+  }
+  if (static_cast<size_t>(world) > devices.size()) {
+    failed.error = "run needs devices " + std::to_string(world) + " but this worker has " +
+                   std::to_string(devices.size()) +
+                   " (give madam-worker --device with a list, --devices all, or --cpu-ranks N)";
+    return failed;
+  }
+  // Refused before any rank starts (a rank that fails before it joins
+  // would leave the others waiting for it until the timeout).
+  if (std::unique_ptr<Task> probe = MakeTask(config.task); probe && !probe->ShardsAcrossRanks()) {
+    failed.error = "task " + config.task + " does not shard its data across ranks: run it with "
+                   "devices 1 (got devices " + std::to_string(world) + ")";
+    return failed;
+  }
+  RankGroupOptions group_options;
+  group_options.timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(std::max(1.0, hooks.collective_timeout_seconds > 0
+                                             ? hooks.collective_timeout_seconds
+                                             : options.collective_timeout_seconds) *
+                           1000));
+  std::unique_ptr<RankRendezvous> rendezvous;
+  try {
+    rendezvous = std::make_unique<RankRendezvous>(group_options.timeout);
+  } catch (const std::exception& e) {
+    failed.error = "cannot start the ranks' rendezvous on 127.0.0.1: " + WhatOf(e);
+    return failed;
+  }
+  const uint16_t port = rendezvous->port();
+  // The worker's intra-op threads, shared out between the ranks.
+  const int total_threads = options.threads > 0 ? options.threads : at::get_num_threads();
+  const int rank_threads = std::max(1, total_threads / world);
+
+  std::mutex mu;
+  std::string first_error;
+  auto run_rank = [&](int rank, const RunHooks& rank_hooks) -> RunSummary {
+    at::set_num_threads(rank_threads);
+    RunSummary summary;
+    auto record = [&](const std::string& what) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.empty()) first_error = "rank " + std::to_string(rank) + ": " + what;
+      summary.status = "failed";
+      summary.error = what;
+    };
+    try {
+      const TaskInfo* info = nullptr;
+      std::unique_ptr<Task> task =
+          PrepareTask(config, rank == 0 ? rank_hooks.output_dir : std::string(), &info, rank, world);
+      RankGroup group(port, rank, world, devices[static_cast<size_t>(rank)], group_options);
+      try {
+        RunLoop loop(config, rank_hooks, *info, task.get(), &group);
+        return loop.Execute();
+      } catch (const std::exception& e) {
+        record(WhatOf(e));  // before ~RankGroup closes this rank's connections
+        return summary;
+      }
+    } catch (const std::exception& e) {
+      record(WhatOf(e));
+    }
+    return summary;
+  };
+  // The other ranks read the same checkpoints and nothing else of the hooks.
+  RunHooks peer_hooks;
+  peer_hooks.resume_from = hooks.resume_from;
+  peer_hooks.resume_candidates = hooks.resume_candidates;
+  peer_hooks.attempt = hooks.attempt;
+  std::condition_variable peer_ended;
+  int peers_running = world - 1;  // guarded by mu
+  std::vector<std::thread> peers;
+  for (int rank = 1; rank < world; ++rank) {
+    peers.emplace_back([&, rank] {
+      run_rank(rank, peer_hooks);
+      std::lock_guard<std::mutex> lock(mu);
+      --peers_running;
+      peer_ended.notify_all();
+    });
+  }
+  RunSummary summary = run_rank(0, hooks);
+  {
+    // Every peer's collectives fail within the timeout once rank 0 has
+    // ended. One that is still running after twice that is stuck outside
+    // them, and a thread cannot be killed: the process ends instead, so
+    // that no rank is left running (its lease then expires, and the run is
+    // retried elsewhere like any other).
+    std::unique_lock<std::mutex> lock(mu);
+    if (!peer_ended.wait_for(lock, 2 * group_options.timeout + std::chrono::seconds(5),
+                             [&] { return peers_running == 0; })) {
+      std::fprintf(stderr,
+                   "madam-worker: %d rank(s) of a %d-rank run did not end %lld s after rank 0 "
+                   "(%s); exiting so that no rank is left running\n",
+                   peers_running, world,
+                   static_cast<long long>(2 * group_options.timeout.count() / 1000 + 5),
+                   !first_error.empty() ? first_error.c_str() : summary.status.c_str());
+      std::fflush(stderr);
+      std::_Exit(70);
+    }
+  }
+  for (auto& t : peers) t.join();
+  at::set_num_threads(total_threads);
+  // Rank 0 ended on its own terms (its last collective done): its summary
+  // is the run's. Otherwise the first rank to fail says why.
+  if (summary.status != "failed") return summary;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!first_error.empty()) summary.error = first_error;
+  return summary;
+}
 
 Trainer::Trainer(WorkerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   const std::string& dev = impl_->options.device;
-  try {
-    if (dev == "auto") {
-      impl_->device = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-    } else {
-      impl_->device = torch::Device(dev);
-    }
-  } catch (const std::exception&) {
-    impl_->device_error = "unknown device \"" + dev + "\" (expected auto, cpu or cuda:N)";
+  const int64_t cuda = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  auto names = ResolveWorkerDevices(dev, impl_->options.cpu_ranks, cuda);
+  if (!names.ok()) {
+    impl_->device_error = "unknown device \"" + dev + "\" (" + names.status().message() +
+                          "; expected auto, all, cpu, cuda:N or a list of them)";
+  } else {
+    impl_->devices.clear();
+    for (const std::string& name : *names) impl_->devices.emplace_back(name);
   }
   if (impl_->options.threads > 0) {
     static std::once_flag interop_once;
@@ -619,9 +831,14 @@ Trainer::Trainer(WorkerOptions options) : impl_(std::make_unique<Impl>()) {
 
 Trainer::~Trainer() = default;
 
-std::string Trainer::DeviceName() const { return impl_->device.str(); }
+std::string Trainer::DeviceName() const {
+  std::string out;
+  for (const auto& d : impl_->devices) out += (out.empty() ? "" : ",") + d.str();
+  return out;
+}
 
 RunSummary Trainer::Run(const RunConfig& config, const RunHooks& hooks) {
+  if (config.devices > 1) return impl_->RunRanks(config, hooks);
   RunSummary summary;
   try {
     const TaskInfo* info = nullptr;

@@ -7,7 +7,14 @@
 //
 // Thread-safety: a Trainer runs one run at a time; Run() must not be called
 // concurrently on one Trainer. Hooks (sink, should_stop, on_progress) are
-// invoked on the thread that called Run(). The Trainer owns a dataset cache:
+// invoked on the thread that called Run().
+//
+// Data parallel (a run's `devices` N > 1, ARCHITECTURE.md section 6): the
+// run's N ranks are threads of this process, rank 0 on the caller's thread,
+// one device each, joined through c10d (worker/distributed.h). Every rank
+// builds the task's networks and steps its optimiser on the summed
+// gradients; only rank 0 calls the hooks (metrics, progress, checkpoints,
+// stop), and it decides for all. Run() returns once every rank has ended. The Trainer owns a dataset cache:
 // each dataset is loaded once per process (per Trainer) and reused across runs.
 #pragma once
 
@@ -59,7 +66,15 @@ class MetricSink {
 };
 
 struct WorkerOptions {
-  std::string device = "auto";  // auto (cuda if available, else cpu) | cpu | cuda:N
+  // auto (cuda:0 if available, else cpu) | cpu | cuda:N | a list
+  // "cuda:0,cuda:1" | all (every CUDA device): common/devices.h.
+  std::string device = "auto";
+  // CPU ranks for data-parallel runs on CPU (tests, small machines); 0: the
+  // devices `device` names. A run with `devices` N takes the first N.
+  int cpu_ranks = 0;
+  // A data-parallel run's collectives (and its ranks' rendezvous) fail
+  // after this long without progress: a rank that hangs ends the attempt.
+  double collective_timeout_seconds = 60;
   std::string data_dir;         // empty: the task's default location
   int threads = 0;              // intra-op threads; 0 leaves LibTorch's default
   int loader_threads = 0;       // input-pipeline threads (image tasks); 0: the cores left over
@@ -104,6 +119,9 @@ struct RunHooks {
   std::string export_model;  // int_madam only: write the B-bit model here at the end
   std::function<void(const ProgressInfo&)> on_progress;  // every logged step and epoch end
   int64_t attempt = 1;  // which attempt of the run this is (1 for a standalone run)
+  // Data parallel: the collective timeout for this run; 0 takes
+  // WorkerOptions::collective_timeout_seconds.
+  double collective_timeout_seconds = 0;
   // Where the run writes its own files besides checkpoints (a GAN's sample
   // grids); empty: nowhere.
   std::string output_dir;
@@ -143,7 +161,8 @@ class Trainer {
   Result<std::map<std::string, double>> EvaluateExportedModel(const RunConfig& config,
                                                              const std::string& path);
 
-  // The device runs use, as text ("cpu", "cuda:0"); resolves "auto".
+  // The devices runs use, as text ("cpu", "cuda:0", "cuda:0,cuda:1",
+  // "cpu,cpu"); resolves "auto" and "all". What serve mode registers.
   std::string DeviceName() const;
 
  private:

@@ -124,9 +124,17 @@ Result<std::unique_ptr<ImageLoader>> ImageLoader::Create(const ImageFolderSplit*
   p.prefetch_batches = options.prefetch_batches;
   p.drop_last = options.drop_last;
   MADAM_RETURN_IF_ERROR(BatchPipeline::Validate(p));
-  if (options.drop_last && split->size() < options.batch_size) {
+  if (options.shard_count < 1 || options.shard_rank < 0 || options.shard_rank >= options.shard_count) {
+    return Status::InvalidArgument("shard_rank " + std::to_string(options.shard_rank) + " of shard_count " +
+                                   std::to_string(options.shard_count) + " names no shard");
+  }
+  if (options.shard_count > 1 && !options.drop_last) {
+    return Status::InvalidArgument("a sharded loader needs drop_last: every rank takes whole batches");
+  }
+  const int64_t global_batch = options.batch_size * options.shard_count;
+  if (options.drop_last && split->size() < global_batch) {
     return Status::InvalidArgument(split->root() + ": " + std::to_string(split->size()) +
-                                   " files make no full batch of " + std::to_string(options.batch_size));
+                                   " files make no full batch of " + std::to_string(global_batch));
   }
   if (options.pin_memory && !torch::cuda::is_available()) {
     return Status::FailedPrecondition("pin_memory needs CUDA, and this LibTorch sees no CUDA device");
@@ -171,6 +179,18 @@ void ImageLoader::StartEpoch(int64_t epoch) {
     order.resize(static_cast<size_t>(split_->size()));
     for (int64_t i = 0; i < split_->size(); ++i) order[static_cast<size_t>(i)] = i;
   }
+  if (options_.shard_count > 1) {
+    // This rank's slice of every whole global batch, in batch order.
+    const int64_t b = options_.batch_size, global = b * options_.shard_count;
+    const int64_t batches = static_cast<int64_t>(order.size()) / global;
+    std::vector<int64_t> mine;
+    mine.reserve(static_cast<size_t>(batches * b));
+    for (int64_t g = 0; g < batches; ++g) {
+      const auto first = order.begin() + g * global + options_.shard_rank * b;
+      mine.insert(mine.end(), first, first + b);
+    }
+    order = std::move(mine);
+  }
   pipeline_->StartEpoch(epoch, std::move(order));
 }
 
@@ -188,7 +208,9 @@ std::optional<ImageBatch> ImageLoader::Next() {
   return out;
 }
 
-int64_t ImageLoader::batches_per_epoch() const { return pipeline_->BatchesPerEpoch(split_->size()); }
+int64_t ImageLoader::batches_per_epoch() const {
+  return pipeline_->BatchesPerEpoch(split_->size() / options_.shard_count);
+}
 
 int64_t ImageLoader::skipped_files() const { return pipeline_->skipped_files(); }
 

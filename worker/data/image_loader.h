@@ -45,6 +45,14 @@ struct ImageLoaderOptions {
   bool shuffle = true;         // a permutation per epoch (training)
   bool drop_last = true;       // training drops the short last batch
   bool pin_memory = false;     // set when the consumer trains on CUDA
+  // Data parallel (ARCHITECTURE.md section 6): this loader is rank
+  // `shard_rank` of `shard_count` and yields, for each global batch of
+  // shard_count x batch_size consecutive samples of the epoch's order, its
+  // shard_rank-th slice of batch_size. A sample's augmentation depends on
+  // its index alone, so the ranks together see exactly the 1-rank run's
+  // batches at shard_count x batch_size. Needs drop_last.
+  int64_t shard_rank = 0;
+  int64_t shard_count = 1;
 
   // The recipe's training and validation loaders.
   static ImageLoaderOptions Train(int image_size, int64_t batch_size, uint64_t seed);

@@ -15,6 +15,9 @@ constexpr uint64_t kHoldoutSeed = 0x5eed5eedu;
 void ClassifierTask::Prepare(const RunConfig& config, const TaskContext& context) {
   config_ = config;
   device_ = context.device;
+  rank_ = context.rank;
+  world_ = context.world;
+  global_batch_ = config.batch_size * context.world;
   data_ = LoadData(config, context);
   const int64_t n = data_->train_x.size(0);
   train_size_ = n;
@@ -41,11 +44,11 @@ std::vector<Network> ClassifierTask::BuildNetworks() {
 }
 
 int64_t ClassifierTask::StepsPerEpoch() const {
-  return (train_size_ + config_.batch_size - 1) / config_.batch_size;
+  return (train_size_ + global_batch_ - 1) / global_batch_;
 }
 
 int64_t ClassifierTask::SamplesInStep(int64_t batch) const {
-  return std::min(config_.batch_size, train_size_ - batch * config_.batch_size);
+  return std::min(global_batch_, train_size_ - batch * global_batch_);
 }
 
 void ClassifierTask::BeginEpoch(int64_t /*epoch*/, uint64_t seed) {
@@ -59,16 +62,28 @@ torch::Tensor ClassifierTask::TrainRows(const torch::Tensor& positions) const {
 
 StepLosses ClassifierTask::TrainStep(int64_t batch, const std::vector<RunOptimizer*>& optimizers) {
   RunOptimizer& optimizer = *optimizers.front();
-  const int64_t start = batch * config_.batch_size;
-  const int64_t len = std::min(config_.batch_size, train_size_ - start);
-  auto rows = TrainRows(order_.narrow(0, start, len));
-  auto x = TrainInputs(data_->train_x.index_select(0, rows));
-  auto y = data_->train_y.index_select(0, rows);
+  const int64_t start = batch * global_batch_;
+  const int64_t len = std::min(global_batch_, train_size_ - start);
+  // This rank's slice of the global batch (all of it on one rank).
+  const int64_t lo = len * rank_ / world_, hi = len * (rank_ + 1) / world_;
   optimizer.ClearGrads();
-  auto loss = torch::cross_entropy_loss(model_->forward(x), y);
-  loss.backward();
+  torch::Tensor share;
+  if (hi > lo) {
+    auto rows = TrainRows(order_.narrow(0, start + lo, hi - lo));
+    auto x = TrainInputs(data_->train_x.index_select(0, rows));
+    auto y = data_->train_y.index_select(0, rows);
+    // The slice's mean times its share of the batch: summed over the ranks,
+    // the global batch's mean (and exactly the mean on one rank).
+    share = torch::cross_entropy_loss(model_->forward(x), y);
+    if (hi - lo != len) share = share * (static_cast<double>(hi - lo) / static_cast<double>(len));
+    share.backward();
+  } else {
+    // A last batch smaller than the rank count: nothing here; the optimiser
+    // step still runs, on the other ranks' gradients.
+    share = torch::zeros({}, torch::TensorOptions().device(device_));
+  }
   optimizer.Step();
-  return {{"train/loss", loss.detach()}};
+  return {{"train/loss", share.detach()}};
 }
 
 std::map<std::string, double> ClassifierTask::Evaluate(Split split) {

@@ -7,6 +7,12 @@
 // The validation split is val_split training examples chosen by a fixed
 // permutation (the same for every run and seed, so runs compare), never
 // trained on. Thread-compatible, like every Task.
+//
+// Data parallel: step k of an epoch is the k-th global batch of world x
+// batch_size examples of the epoch's permutation, whatever the rank count;
+// rank r trains on its r-th slice. Augmentation draws from LibTorch's
+// default generator, which the ranks (threads of one process) share: only
+// a task without random augmentation replays a 1-rank run exactly.
 #pragma once
 
 #include <memory>
@@ -27,6 +33,7 @@ class ClassifierTask : public Task {
   StepLosses TrainStep(int64_t batch, const std::vector<RunOptimizer*>& optimizers) override;
   std::map<std::string, double> Evaluate(Split split) override;
   bool HasValidation() const override { return val_index_.defined(); }
+  bool ShardsAcrossRanks() const override { return true; }
 
  protected:
   // The whole dataset on `context.device`, through the context's cache.
@@ -47,6 +54,9 @@ class ClassifierTask : public Task {
 
   RunConfig config_;
   torch::Device device_{torch::kCPU};
+  int rank_ = 0;
+  int world_ = 1;
+  int64_t global_batch_ = 0;  // batch_size x world
   std::shared_ptr<const ClassificationData> data_;
   int64_t train_size_ = 0;
   torch::Tensor train_index_;  // rows of data_->train_x that train; undefined: all of them

@@ -45,8 +45,12 @@ class ImageNetResNet50Task final : public Task {
       if (!loader.ok()) throw RunError(loader.status().message());
       return std::move(*loader);
     };
-    train_ = make(dataset_->train,
-                  data::ImageLoaderOptions::Train(size, config.batch_size, static_cast<uint64_t>(config.seed)));
+    world_ = context.world;
+    data::ImageLoaderOptions train =
+        data::ImageLoaderOptions::Train(size, config.batch_size, static_cast<uint64_t>(config.seed));
+    train.shard_rank = context.rank;
+    train.shard_count = context.world;
+    train_ = make(dataset_->train, train);
     test_ = make(dataset_->val, data::ImageLoaderOptions::Validation(size, config.batch_size));
     if (train_->batches_per_epoch() == 0) {
       throw RunError(dataset_->train.root() + ": " + std::to_string(dataset_->train.size()) +
@@ -61,7 +65,9 @@ class ImageNetResNet50Task final : public Task {
   }
 
   int64_t StepsPerEpoch() const override { return train_->batches_per_epoch(); }
-  int64_t SamplesInStep(int64_t) const override { return last_batch_size_; }
+  // The global batch: every rank's slice is as large as this one's.
+  int64_t SamplesInStep(int64_t) const override { return last_batch_size_ * world_; }
+  bool ShardsAcrossRanks() const override { return true; }
 
   void BeginEpoch(int64_t epoch, uint64_t) override { train_->StartEpoch(epoch); }
 
@@ -76,7 +82,10 @@ class ImageNetResNet50Task final : public Task {
     auto y = next->labels.to(device_, /*non_blocking=*/true);
     RunOptimizer& optimizer = *optimizers.front();
     optimizer.ClearGrads();
+    // Data parallel: this rank's share of the global batch's mean (every
+    // rank's slice has batch_size images unless files were skipped).
     auto loss = torch::cross_entropy_loss(model_->forward(x), y);
+    if (world_ > 1) loss = loss / static_cast<double>(world_);
     loss.backward();
     optimizer.Step();
     return {{"train/loss", loss.detach()}};
@@ -126,6 +135,7 @@ class ImageNetResNet50Task final : public Task {
   std::unique_ptr<data::ImageLoader> train_, test_;
   std::shared_ptr<TaskModel> model_;
   int64_t last_batch_size_ = 0;
+  int64_t world_ = 1;
 };
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -39,13 +40,15 @@ struct RunError : std::runtime_error {
 };
 
 // Datasets loaded once per process and shared by every run that reads the
-// same files. Not thread-safe: one Trainer runs one run at a time.
+// same files. Thread-safe: a data-parallel run's ranks (threads) share one
+// cache, and the first to ask loads while the others wait.
 class DatasetCache {
  public:
   // The entry under `key`, loaded by `load` the first time. `key` names the
   // data, its directory and its device, so entries never collide.
   template <typename T>
   std::shared_ptr<T> GetOrLoad(const std::string& key, const std::function<T()>& load) {
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.find(key);
     if (it == entries_.end()) {
       it = entries_.emplace(key, std::make_shared<T>(load())).first;
@@ -54,6 +57,7 @@ class DatasetCache {
   }
 
  private:
+  std::mutex mu_;
   std::map<std::string, std::shared_ptr<void>> entries_;
 };
 
@@ -70,6 +74,11 @@ struct TaskContext {
   // sample grids): train's --output-dir, a served run's own directory;
   // empty: nowhere.
   std::string output_dir;
+  // Data parallelism (ARCHITECTURE.md section 6, `devices`): this rank of
+  // `world`. A task that shards (Task::ShardsAcrossRanks) trains rank r on
+  // the r-th slice of each global batch of world x batch_size examples.
+  int rank = 0;
+  int world = 1;
 };
 
 // A trainable network and its name in checkpoints.
@@ -113,6 +122,12 @@ class Task {
   // Metrics of the task's own after each epoch, by full name (e.g.
   // data/skipped_files); none by default.
   virtual std::map<std::string, double> EpochMetrics() const { return {}; }
+  // Whether the task honours TaskContext::rank and world: its steps and
+  // samples count global batches, its TrainStep trains on this rank's slice
+  // with the loss scaled by the slice's share of the global batch (so the
+  // ranks' gradients sum to the global batch's mean), and returns that
+  // share as its loss. A task that does not runs on one device only.
+  virtual bool ShardsAcrossRanks() const { return false; }
 };
 
 // The implementation registered under a catalogue task name; nullptr for a

@@ -137,6 +137,49 @@ TEST_F(ImageLoaderTest, BatchesAreTheSameForAnyNumberOfThreads) {
   }
 }
 
+// Data parallel: two loaders at batch b, shards 0 and 1, yield together the
+// 1-rank loader's batches at 2b, row for row (augmentation included).
+TEST_F(ImageLoaderTest, ShardsSplitEachGlobalBatchBetweenTheRanks) {
+  auto whole_options = ImageLoaderOptions::Train(32, 8, 11);
+  whole_options.threads = 2;
+  auto whole = Make(whole_options);
+  std::vector<std::unique_ptr<ImageLoader>> shards;
+  for (int64_t r = 0; r < 2; ++r) {
+    auto o = Train(2);
+    o.shard_rank = r;
+    o.shard_count = 2;
+    shards.push_back(Make(o));
+    ASSERT_TRUE(shards.back());
+  }
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->batches_per_epoch(), 22 / 8);
+  EXPECT_EQ(shards[0]->batches_per_epoch(), whole->batches_per_epoch());
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    whole->StartEpoch(epoch);
+    for (auto& s : shards) s->StartEpoch(epoch);
+    int64_t batches = 0;
+    while (auto w = whole->Next()) {
+      auto a = shards[0]->Next(), b = shards[1]->Next();
+      ASSERT_TRUE(a && b) << "epoch " << epoch << " batch " << batches;
+      std::vector<int64_t> joined = a->samples;
+      joined.insert(joined.end(), b->samples.begin(), b->samples.end());
+      EXPECT_EQ(joined, w->samples) << "epoch " << epoch << " batch " << batches;
+      EXPECT_TRUE(torch::equal(torch::cat({a->images, b->images}), w->images));
+      EXPECT_TRUE(torch::equal(torch::cat({a->labels, b->labels}), w->labels));
+      ++batches;
+    }
+    EXPECT_FALSE(shards[0]->Next());
+    EXPECT_FALSE(shards[1]->Next());
+    EXPECT_EQ(batches, whole->batches_per_epoch());
+  }
+  auto bad = Train(1);
+  bad.shard_rank = 2;
+  bad.shard_count = 2;
+  auto refused = ImageLoader::Create(&data_.train, bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("shard_rank 2"), std::string::npos);
+}
+
 TEST_F(ImageLoaderTest, TruncatedFileIsSkippedWithOneWarningAndCounted) {
   auto o = Train(2);
   o.drop_last = false;
