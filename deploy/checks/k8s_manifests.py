@@ -270,8 +270,15 @@ def check_madam(objects):
             if "MADAM_COORDINATOR" not in env:
                 error(w, f"container {c['name']}: MADAM_COORDINATOR is not set")
             if "nvidia.com/gpu" in limits:
-                if limits["nvidia.com/gpu"] != "1" or device != "cuda:0":
-                    error(w, "a GPU worker requests nvidia.com/gpu 1 and uses --device=cuda:0")
+                # N GPUs: the device plugin exposes them as cuda:0..cuda:N-1,
+                # named one by one or as --device=all (a data-parallel worker).
+                count = str(limits["nvidia.com/gpu"])
+                n = int(count) if count.isdigit() else 0
+                listed = ",".join(f"cuda:{i}" for i in range(n))
+                if n < 1 or device not in ({listed, "all"} if n > 1 else {"cuda:0"}):
+                    error(w, f"a GPU worker with nvidia.com/gpu {count} must use --device=cuda:0 "
+                             "(one GPU) or --device=all / the list cuda:0,...,cuda:N-1 (N GPUs), "
+                             f"not {device}")
                 gpu.append(w)
             elif device == "cpu":
                 cpu.append(w)

@@ -42,6 +42,13 @@ for i in 0 1; do
     fail "two GPUs: no worker on cuda:$i with 4 threads, the coordinator and the token: $(cat "$work/log")"
 done
 
+# MADAM_ONE_WORKER=1: one worker with every GPU, as a device list, and every CPU.
+rc=0; run ok CUDA_VISIBLE_DEVICES=3,5,6 SLURM_CPUS_PER_TASK=12 MADAM_ONE_WORKER=1 || rc=$?
+((rc == 0)) || fail "one worker: exit status $rc: $(cat "$work/out")"
+[[ $(wc -l <"$work/log") -eq 1 ]] || fail "one worker: expected 1 worker, got: $(cat "$work/log")"
+grep -q -- "--device cuda:0,cuda:1,cuda:2 --threads 12 --name .*-41_2-gpus " "$work/log" ||
+  fail "one worker: not on cuda:0,cuda:1,cuda:2 with 12 threads: $(cat "$work/log")"
+
 # SLURM_GPUS_ON_NODE alone (no CUDA_VISIBLE_DEVICES): that many workers.
 rc=0; run ok SLURM_GPUS_ON_NODE=3 SLURM_CPUS_PER_TASK=3 || rc=$?
 if ((rc != 0)) || [[ $(wc -l <"$work/log") -ne 3 ]]; then
