@@ -111,13 +111,17 @@ void RankGroup::AllReduceGradients(const std::vector<torch::Tensor>& params) {
     bytes += size;
   }
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (Bucket& b : buckets) {
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    Bucket& b = buckets[i];
     std::vector<torch::Tensor> views;
     for (const auto& g : b.grads) views.push_back(Flat(g));
+    // The step flag rides in the last bucket's last element.
+    if (i + 1 == buckets.size()) views.push_back(torch::full({1}, step_flag_, views.front().options()));
     b.flat = {torch::cat(views)};
     works.push_back(impl_->group->allreduce(b.flat));
   }
   impl_->WaitAll(works, "the gradients' all-reduce");
+  step_flag_ = buckets.empty() ? 0.0 : buckets.back().flat.front()[-1].item<double>();
   for (Bucket& b : buckets) {
     int64_t offset = 0;
     for (auto& g : b.grads) {

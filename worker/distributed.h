@@ -59,8 +59,18 @@ class RankGroup {
   // Sums every parameter's gradient over the ranks, in place; a parameter
   // without a gradient contributes zeros (and gets them), so every rank
   // packs the same buckets. Launches every bucket, then waits for them all:
-  // the reduction does not overlap the backward pass.
+  // the reduction does not overlap the backward pass. The step flag
+  // (SetStepFlag) is summed with them, in the same collective.
   void AllReduceGradients(const std::vector<torch::Tensor>& params);
+  // A small number every rank learns the sum of at the next
+  // AllReduceGradients, at no extra collective: rank 0's stop decision
+  // (1 to stop, the others 0). TakeStepFlag returns that sum and resets it.
+  void SetStepFlag(double value) { step_flag_ = value; }
+  double TakeStepFlag() {
+    const double v = step_flag_;
+    step_flag_ = 0;
+    return v;
+  }
   // Sums `values` over the ranks, in place.
   void AllReduceSum(std::vector<double>& values);
   // Makes every rank's `tensors` (parameters, buffers: any dtype) rank 0's.
@@ -75,6 +85,7 @@ class RankGroup {
   std::unique_ptr<Impl> impl_;
   const int rank_;
   const int world_;
+  double step_flag_ = 0;
 };
 
 }  // namespace madam::worker

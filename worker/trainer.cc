@@ -159,6 +159,7 @@ class RunLoop {
   double last_loss_ = 0;
   bool diverged_ = false;
   bool stopped_ = false;
+  bool stop_agreed_ = false;  // data parallel: rank 0 asked to stop (TrainEpoch)
   std::chrono::steady_clock::time_point started_;
   int64_t samples_done_ = 0;  // this process, for throughput and eta
 };
@@ -367,14 +368,19 @@ void RunLoop::TrainEpoch(int64_t epoch) {
   decays_ = schedule_.DecaysFor(epoch);
   for (int64_t b = 0; b < steps_per_epoch_; ++b) {
     const bool stop = hooks_.should_stop && hooks_.should_stop();
-    if (Agree(stop ? 1.0 : 0.0) != 0.0) {
+    if (ranks_ == nullptr ? stop : stop_agreed_) {
       stopped_ = true;
       return;
     }
+    // Data parallel: rank 0's stop decision travels with this step's
+    // gradients, and every rank stops before the next step.
+    if (ranks_ != nullptr) ranks_->SetStepFlag(stop ? 1.0 : 0.0);
     if (InjectedFaultStops()) return;
     ApplySchedule(epoch);
     const bool log = (step_ + 1) % kLogEvery == 0 || b == steps_per_epoch_ - 1;
-    if (!Step(b, log, epoch)) {
+    const bool finite = Step(b, log, epoch);
+    if (ranks_ != nullptr) stop_agreed_ = ranks_->TakeStepFlag() != 0.0;
+    if (!finite) {
       diverged_ = true;
       return;
     }

@@ -161,6 +161,18 @@ TEST_F(RanksTest, AFailedRankFailsTheAttemptAndNamesItself) {
   EXPECT_EQ(retry.steps, 100);
 }
 
+// Rank 0's stop hook stops every rank: its decision travels with the
+// step's gradients, so the ranks take that step and stop before the next.
+TEST_F(RanksTest, AStopReachesEveryRankAtTheSameStep) {
+  Trainer trainer(Options(2));
+  int polls = 0;
+  RunHooks hooks;
+  hooks.should_stop = [&] { return ++polls >= 7; };
+  RunSummary s = trainer.Run(Config("madam", 2, 2), hooks);
+  EXPECT_EQ(s.status, "stopped") << s.error;
+  EXPECT_EQ(s.steps, 7);
+}
+
 // A rank that hangs outside any collective (pause_at_step on rank 1, which
 // never resumes): rank 0's next collective times out, and since a thread
 // cannot be killed, the worker process exits rather than leave the rank
