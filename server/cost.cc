@@ -1,5 +1,7 @@
 #include "server/cost.h"
 
+#include "common/devices.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -11,11 +13,6 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::string Kind(const std::string& device) {
-  const size_t colon = device.find(':');
-  return colon == std::string::npos ? device : device.substr(0, colon);
 }
 
 }  // namespace
@@ -50,15 +47,11 @@ SweepCost ComputeSweepCost(const std::vector<RunTiming>& runs, const std::vector
   int64_t widest = 0;
   for (const WorkerDevices& w : workers) {
     if (now_ms - w.last_seen_ms > fresh_ms || w.device.empty()) continue;
-    int64_t own = 0;
-    size_t start = 0;
-    while (start <= w.device.size()) {
-      size_t end = w.device.find(',', start);
-      if (end == std::string::npos) end = w.device.size();
-      const std::string kind = Kind(w.device.substr(start, end - start));
-      if (sweep_device == "any" || sweep_device.empty() || kind == sweep_device) ++own;
-      start = end + 1;
-    }
+    // A registered list is of one kind (RegisterWorker refuses mixed ones).
+    const std::string kind = DeviceListKind(w.device);
+    const int64_t own = sweep_device == "any" || sweep_device.empty() || kind == sweep_device
+                            ? DeviceListSize(w.device)
+                            : 0;
     cost.slots += own;
     widest = std::max(widest, own);
   }

@@ -664,10 +664,6 @@ struct Trainer::Impl {
     }
     std::unique_ptr<Task> task = MakeTask(config.task);
     if (task == nullptr) throw RunError("task \"" + config.task + "\" has no implementation");
-    if (world > 1 && !task->ShardsAcrossRanks()) {
-      throw RunError("task " + config.task + " does not shard its data across ranks: run it with "
-                     "devices 1 (got devices " + std::to_string(world) + ")");
-    }
     TaskContext context;
     context.device = device;
     context.data_dir = options.data_dir;

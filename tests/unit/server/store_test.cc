@@ -75,6 +75,18 @@ class StoreTest : public ::testing::Test {
     store_ = std::move(store).value();
   }
 
+  // Reopens with StoreOptions' own max_leases_per_worker (0: the workers'
+  // devices bound their leases), for the tests of that bound.
+  void ReopenWithDefaultLeaseLimit() {
+    store_.reset();
+    StoreOptions options;
+    options.path = path_;
+    options.clock = &clock_;
+    auto opened = Store::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(opened).value();
+  }
+
   std::string Worker(const std::string& name = "w", const std::string& device = "cpu") {
     auto w = store_->RegisterWorker(name, device);
     EXPECT_TRUE(w.ok()) << w.status().ToString();
@@ -633,13 +645,7 @@ TEST_F(StoreTest, LeaseIsBoundToItsWorkerAndSecret) {
 }
 
 TEST_F(StoreTest, ByDefaultAWorkerHoldsOneLeasePerDevice) {
-  store_.reset();
-  StoreOptions options;
-  options.path = path_;
-  options.clock = &clock_;
-  auto opened = Store::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  store_ = std::move(opened).value();
+  ReopenWithDefaultLeaseLimit();
   std::string hoarder = Worker("hoarder");
   std::string two = Worker("two", "cuda:0,cuda:1");
   std::string other = Worker("other");
@@ -660,13 +666,7 @@ TEST_F(StoreTest, ByDefaultAWorkerHoldsOneLeasePerDevice) {
 // devices; a run wider than the worker's free devices is left for another
 // worker (and the narrower runs after it are still granted).
 TEST_F(StoreTest, ARunHoldsItsDevicesOfTheWorker) {
-  store_.reset();
-  StoreOptions options;
-  options.path = path_;
-  options.clock = &clock_;
-  auto opened = Store::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  store_ = std::move(opened).value();
+  ReopenWithDefaultLeaseLimit();
   std::string four = Worker("four", "cuda:0,cuda:1,cuda:2,cuda:3");
   std::string one = Worker("one", "cpu");
   std::string ranks = Worker("ranks", "cpu,cpu");

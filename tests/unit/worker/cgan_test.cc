@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "common/recipe.h"
+#include "tests/unit/worker/collecting_sink.h"
 #include "tests/unit/worker/test_files.h"
 #include "worker/fid.h"
 #include "worker/fid_model.h"
@@ -255,12 +256,6 @@ TEST_F(FidFilesTest, BadFidModelsAreRejectedWithTheReason) {
 }
 
 // ---- the task ------------------------------------------------------------
-
-class CollectingSink : public MetricSink {
- public:
-  void Write(const MetricPoint& p) override { points.push_back(p); }
-  std::vector<MetricPoint> points;
-};
 
 class CganTaskTest : public ScratchDirTest {
  protected:

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "tests/unit/worker/collecting_sink.h"
 #include "tests/unit/worker/test_files.h"
 #include "worker/trainer.h"
 
@@ -24,19 +25,6 @@ using namespace madam::worker::testing;
 // 3200 training examples: one epoch is 50 steps of a global batch of 64.
 constexpr uint32_t kTrain = 3200;
 constexpr int64_t kGlobalBatch = 64;
-
-class CollectingSink : public MetricSink {
- public:
-  void Write(const MetricPoint& p) override { points.push_back(p); }
-  std::vector<MetricPoint> Named(const std::string& name) const {
-    std::vector<MetricPoint> out;
-    for (const auto& p : points) {
-      if (p.name == name) out.push_back(p);
-    }
-    return out;
-  }
-  std::vector<MetricPoint> points;
-};
 
 RunConfig Config(const std::string& optimizer, int64_t devices, int64_t epochs) {
   RunParams params{{"task", ParamValue::String("fmnist-mlp")},

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/recipe.h"
+#include "tests/unit/worker/collecting_sink.h"
 #include "tests/unit/worker/test_files.h"
 #include "worker/tasks/task.h"
 #include "worker/train_command.h"
@@ -21,19 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace madam::worker::testing;
-
-class CollectingSink : public MetricSink {
- public:
-  void Write(const MetricPoint& p) override { points.push_back(p); }
-  std::vector<MetricPoint> Named(const std::string& name) const {
-    std::vector<MetricPoint> out;
-    for (const auto& p : points) {
-      if (p.name == name) out.push_back(p);
-    }
-    return out;
-  }
-  std::vector<MetricPoint> points;
-};
 
 RunConfig Config(const std::string& task, const std::string& optimizer, double lr, int64_t epochs) {
   RunParams params{{"task", ParamValue::String(task)},
